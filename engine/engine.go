@@ -1,0 +1,508 @@
+// Package engine runs the request pipeline on gnet event loops. It owns
+// everything gnet-specific: accepting, reading borrowed buffers, writing,
+// the timer sweep gnet lacks, close-after-flush, and sendfile beside gnet on a
+// dup'd descriptor. The pipeline itself knows nothing about gnet.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"edgeproxy/pipeline"
+	"edgeproxy/snapshot"
+)
+
+// Options are the transport tunables (see package tuning for the flags).
+type Options struct {
+	Loops          int // 0: snapshot's worker_processes
+	ReadBufferCap  int
+	WriteBufferCap int
+	SocketRecvBuf  int
+	SocketSendBuf  int
+	NoDelay        bool
+	KeepAlive      time.Duration // TCP keepalive idle; 0 = off
+	KeepInterval   time.Duration
+	KeepCount      int
+	ReusePort      bool
+	LockOSThread   bool
+	// MaxInbound caps what a connection may have buffered but unconsumed
+	// (gnet has no back-pressure): past it the connection is closed.
+	MaxInbound int
+	Logger     *log.Logger
+}
+
+// Engine serves one snapshot on gnet. Create with New, run with Run.
+type Engine struct {
+	gnet.BuiltinEventEngine
+	opt   Options
+	snap  *snapshot.Snapshot
+	eng   gnet.Engine
+	byKey map[netip.AddrPort]*snapshot.Listener
+	byUnx map[string]*snapshot.Listener
+	wild  map[uint16][]*snapshot.Listener
+
+	maxConns int64
+	active   atomic.Int64
+
+	mu    sync.Mutex
+	conns map[*gconn]struct{}
+	// waiting holds connections whose output must drain before they can
+	// close or start a sendfile; gnet has no "drained" event, so they are
+	// polled (woken) every few milliseconds.
+	waiting map[*gconn]struct{}
+
+	stop    chan struct{}
+	stopped sync.Once
+	ready   chan struct{}
+}
+
+// New prepares an engine for snap.
+func New(snap *snapshot.Snapshot, opt Options) *Engine {
+	e := &Engine{opt: opt, snap: snap,
+		byKey: map[netip.AddrPort]*snapshot.Listener{}, byUnx: map[string]*snapshot.Listener{},
+		wild:  map[uint16][]*snapshot.Listener{},
+		conns: map[*gconn]struct{}{}, waiting: map[*gconn]struct{}{},
+		stop: make(chan struct{}), ready: make(chan struct{})}
+	if e.opt.Loops <= 0 {
+		e.opt.Loops = snap.Loops
+	}
+	if e.opt.MaxInbound <= 0 {
+		e.opt.MaxInbound = 4 << 20
+	}
+	if e.opt.Logger == nil {
+		e.opt.Logger = log.New(os.Stderr, "", log.LstdFlags)
+	}
+	e.maxConns = int64(snap.WorkerConnections) * int64(e.opt.Loops)
+	for _, l := range snap.Listeners {
+		if l.Network == "unix" {
+			e.byUnx[l.Addr] = l
+			continue
+		}
+		ap := netip.MustParseAddrPort(l.Addr)
+		if l.Wildcard {
+			e.wild[ap.Port()] = append(e.wild[ap.Port()], l)
+		} else {
+			e.byKey[ap] = l
+		}
+	}
+	return e
+}
+
+// Addrs returns the gnet listen addresses of the snapshot.
+func (e *Engine) Addrs() []string {
+	var out []string
+	for _, l := range e.snap.Listeners {
+		switch l.Network {
+		case "unix":
+			out = append(out, "unix://"+l.Addr)
+		case "tcp6":
+			out = append(out, "tcp6://"+l.Addr)
+		default:
+			out = append(out, "tcp4://"+l.Addr)
+		}
+	}
+	return out
+}
+
+// Run serves until Stop; it returns gnet's error, if any.
+func (e *Engine) Run() error {
+	reuse := e.opt.ReusePort
+	for _, l := range e.snap.Listeners {
+		if l.ReusePort {
+			reuse = true
+		}
+	}
+	nodelay := gnet.TCPDelay
+	if e.opt.NoDelay {
+		nodelay = gnet.TCPNoDelay
+	}
+	opts := []gnet.Option{
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(e.opt.Loops),
+		gnet.WithReuseAddr(true),
+		gnet.WithReusePort(reuse),
+		gnet.WithTCPNoDelay(nodelay),
+		gnet.WithLockOSThread(e.opt.LockOSThread),
+		gnet.WithLogLevel(4), // errors only
+	}
+	if e.opt.ReadBufferCap > 0 {
+		opts = append(opts, gnet.WithReadBufferCap(e.opt.ReadBufferCap))
+	}
+	if e.opt.WriteBufferCap > 0 {
+		opts = append(opts, gnet.WithWriteBufferCap(e.opt.WriteBufferCap))
+	}
+	if e.opt.SocketRecvBuf > 0 {
+		opts = append(opts, gnet.WithSocketRecvBuffer(e.opt.SocketRecvBuf))
+	}
+	if e.opt.SocketSendBuf > 0 {
+		opts = append(opts, gnet.WithSocketSendBuffer(e.opt.SocketSendBuf))
+	}
+	if e.opt.KeepAlive > 0 {
+		opts = append(opts, gnet.WithTCPKeepAlive(e.opt.KeepAlive))
+		if e.opt.KeepInterval > 0 {
+			opts = append(opts, gnet.WithTCPKeepInterval(e.opt.KeepInterval))
+		}
+		if e.opt.KeepCount > 0 {
+			opts = append(opts, gnet.WithTCPKeepCount(e.opt.KeepCount))
+		}
+	}
+	go e.sweeper()
+	err := gnet.Rotate(e, e.Addrs(), opts...)
+	e.stopped.Do(func() { close(e.stop) })
+	return err
+}
+
+// Ready is closed once the listeners accept connections.
+func (e *Engine) Ready() <-chan struct{} { return e.ready }
+
+// Stop closes the listeners and every connection.
+func (e *Engine) Stop(ctx context.Context) error {
+	<-e.ready
+	e.stopped.Do(func() { close(e.stop) })
+	return e.eng.Stop(ctx)
+}
+
+// OnBoot keeps the engine handle for Stop.
+func (e *Engine) OnBoot(eng gnet.Engine) gnet.Action {
+	e.eng = eng
+	close(e.ready)
+	return gnet.None
+}
+
+// gconn is the per-connection state: the pipeline Conn and the gnet side of
+// the Transport. Fields are touched on the owner loop only, except the
+// atomics.
+type gconn struct {
+	e  *Engine
+	c  gnet.Conn
+	pc *pipeline.Conn
+
+	closing     bool // close once output is drained
+	closed      bool
+	waitingFlag bool
+	waitSince   time.Time
+	lastOut     int
+
+	sendF     *os.File // sendfile waiting for the output to drain
+	sendOff   int64
+	sendN     int64
+	sendState atomic.Int32 // 0 idle, 1 running, 2 done ok, 3 done failed
+}
+
+func (e *Engine) listenerFor(c gnet.Conn) *snapshot.Listener {
+	switch a := c.LocalAddr().(type) {
+	case *net.TCPAddr:
+		ap := a.AddrPort()
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		if l, ok := e.byKey[ap]; ok {
+			return l
+		}
+		for _, l := range e.wild[ap.Port()] {
+			if (l.Network == "tcp6") == (ap.Addr().Is6() && !ap.Addr().Is4In6()) || len(e.wild[ap.Port()]) == 1 {
+				return l
+			}
+		}
+	case *net.UnixAddr:
+		if l, ok := e.byUnx[a.Name]; ok {
+			return l
+		}
+	}
+	for _, l := range e.snap.Listeners {
+		return l
+	}
+	return nil
+}
+
+// OnOpen attaches pipeline state to an accepted connection; past
+// worker_connections it is closed at once, as nginx does when it runs out of
+// connections.
+func (e *Engine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if e.active.Add(1) > e.maxConns {
+		e.active.Add(-1)
+		return nil, gnet.Close
+	}
+	l := e.listenerFor(c)
+	if l == nil {
+		e.active.Add(-1)
+		return nil, gnet.Close
+	}
+	g := &gconn{e: e, c: c}
+	var remote, local netip.AddrPort
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		remote = a.AddrPort()
+	}
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		local = a.AddrPort()
+	}
+	g.pc = pipeline.NewConn(g, e.snap, l, remote, local, false)
+	c.SetContext(g)
+	e.mu.Lock()
+	e.conns[g] = struct{}{}
+	e.mu.Unlock()
+	return nil, gnet.None
+}
+
+// OnClose releases the connection state.
+func (e *Engine) OnClose(c gnet.Conn, _ error) gnet.Action {
+	g, ok := c.Context().(*gconn)
+	if !ok || g.closed {
+		return gnet.None
+	}
+	g.closed = true
+	e.active.Add(-1)
+	e.mu.Lock()
+	delete(e.conns, g)
+	delete(e.waiting, g)
+	e.mu.Unlock()
+	if g.sendF != nil {
+		g.sendF.Close()
+		g.sendF = nil
+	}
+	return gnet.None
+}
+
+// OnTraffic feeds buffered input to the pipeline. It also runs when a
+// connection is woken by the sweeper or a finished sendfile.
+func (e *Engine) OnTraffic(c gnet.Conn) gnet.Action {
+	g, ok := c.Context().(*gconn)
+	if !ok || g.closed {
+		return gnet.Close
+	}
+	switch g.sendState.Load() {
+	case 2, 3:
+		ok := g.sendState.Load() == 2
+		g.sendState.Store(0)
+		g.pc.SendDone(ok)
+	}
+	if g.pc.Expired(time.Now().UnixNano()) {
+		return gnet.Close
+	}
+	if g.waitingFlag && !g.drain() {
+		return gnet.Close
+	}
+	if g.closing {
+		if c.OutboundBuffered() == 0 {
+			return gnet.Close
+		}
+		// Discard whatever the client sends meanwhile.
+		_, _ = c.Discard(-1)
+		return gnet.None
+	}
+	if g.pc.Busy() || g.sendF != nil {
+		if c.InboundBuffered() > e.opt.MaxInbound {
+			return gnet.Close
+		}
+		return gnet.None
+	}
+	buf, _ := c.Peek(-1)
+	if len(buf) == 0 {
+		return gnet.None
+	}
+	n := g.pc.Feed(buf)
+	if n > 0 {
+		_, _ = c.Discard(n)
+	}
+	if g.closing && c.OutboundBuffered() == 0 {
+		return gnet.Close
+	}
+	if c.InboundBuffered() > e.opt.MaxInbound {
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// Write implements pipeline.Transport on the loop: gnet writes directly
+// and keeps (copies) what the socket does not take.
+func (g *gconn) Write(bufs [][]byte) {
+	if g.closed {
+		return
+	}
+	if len(bufs) == 1 {
+		_, _ = g.c.Write(bufs[0])
+	} else {
+		_, _ = g.c.Writev(bufs)
+	}
+	if g.c.OutboundBuffered() > 0 {
+		g.wait()
+	}
+}
+
+// Close implements pipeline.Transport: close after the output drains, since
+// gnet's Close truncates queued output.
+func (g *gconn) Close() {
+	g.closing = true
+	if g.c.OutboundBuffered() > 0 {
+		g.wait()
+	}
+}
+
+// SendFile implements pipeline.Transport with sendfile(2) beside gnet: once
+// gnet's output is drained, the socket is dup'd and handed to Go's netpoller
+// (net.FileConn) whose TCPConn.ReadFrom uses sendfile; when it finishes the
+// loop is woken to resume the pipeline.
+func (g *gconn) SendFile(f *os.File, off, n int64) {
+	g.sendF, g.sendOff, g.sendN = f, off, n
+	if g.c.OutboundBuffered() > 0 {
+		g.wait()
+		return
+	}
+	g.startSend()
+}
+
+func (g *gconn) startSend() {
+	f, off, n := g.sendF, g.sendOff, g.sendN
+	g.sendF = nil
+	fd, err := g.c.Dup()
+	if err != nil {
+		f.Close()
+		g.sendState.Store(3)
+		_ = g.c.Wake(nil)
+		return
+	}
+	g.sendState.Store(1)
+	timeout := g.pc.SendTimeout()
+	c := g.c
+	go func() {
+		ok := sendfile(fd, f, off, n, timeout)
+		f.Close()
+		if ok {
+			g.sendState.Store(2)
+		} else {
+			g.sendState.Store(3)
+		}
+		_ = c.Wake(nil)
+	}()
+}
+
+// sendfile copies n bytes of f from off to the socket fd (a dup the caller
+// hands over), with send_timeout between progress steps like nginx.
+func sendfile(fd int, f *os.File, off, n int64, timeout time.Duration) bool {
+	sock := os.NewFile(uintptr(fd), "client")
+	nc, err := net.FileConn(sock)
+	sock.Close()
+	if err != nil {
+		return false
+	}
+	defer nc.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return false
+	}
+	const step = 4 << 20
+	for n > 0 {
+		m := int64(step)
+		if m > n {
+			m = n
+		}
+		if timeout > 0 {
+			_ = nc.SetWriteDeadline(time.Now().Add(timeout))
+		}
+		w, err := io.Copy(nc, io.LimitReader(f, m))
+		n -= w
+		if err != nil || w == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// wait registers the connection with the drain poller.
+func (g *gconn) wait() {
+	if g.waitingFlag {
+		return
+	}
+	g.waitingFlag = true
+	g.waitSince = time.Now()
+	g.lastOut = g.c.OutboundBuffered()
+	g.e.mu.Lock()
+	g.e.waiting[g] = struct{}{}
+	g.e.mu.Unlock()
+}
+
+// drain is called on the loop when a waiting connection is woken. It returns
+// false when send_timeout passed without progress.
+func (g *gconn) drain() bool {
+	out := g.c.OutboundBuffered()
+	if out == 0 {
+		g.waitingFlag = false
+		g.e.mu.Lock()
+		delete(g.e.waiting, g)
+		g.e.mu.Unlock()
+		if g.sendF != nil {
+			g.startSend()
+		}
+		return true
+	}
+	if out < g.lastOut {
+		g.lastOut = out
+		g.waitSince = time.Now()
+		return true
+	}
+	if to := g.pc.SendTimeout(); to > 0 && time.Since(g.waitSince) > to {
+		return false
+	}
+	return true
+}
+
+// sweeper wakes connections waiting for output to drain (every 2 ms) and
+// those whose deadline passed (every 250 ms): gnet has no timers per
+// connection, and OnTick runs off the loops, so it only wakes them and the
+// loop decides.
+func (e *Engine) sweeper() {
+	<-e.ready
+	fast := time.NewTicker(2 * time.Millisecond)
+	defer fast.Stop()
+	var batch []*gconn
+	lastSweep := time.Now()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case now := <-fast.C:
+			batch = batch[:0]
+			e.mu.Lock()
+			for g := range e.waiting {
+				batch = append(batch, g)
+			}
+			if now.Sub(lastSweep) >= 250*time.Millisecond {
+				lastSweep = now
+				ns := now.UnixNano()
+				for g := range e.conns {
+					if d := g.pc.Deadline(); d != 0 && ns >= d {
+						batch = append(batch, g)
+					}
+				}
+			}
+			e.mu.Unlock()
+			for _, g := range batch {
+				_ = g.c.Wake(nil)
+			}
+		}
+	}
+}
+
+// ErrNoListeners is returned when the config has no server to listen for.
+var ErrNoListeners = errors.New("no listening sockets in the configuration")
+
+// Check validates that the engine has something to serve.
+func (e *Engine) Check() error {
+	if len(e.snap.Listeners) == 0 {
+		return ErrNoListeners
+	}
+	for _, l := range e.snap.Listeners {
+		if l.Default == nil {
+			return fmt.Errorf("listener %s has no server", l.Addr)
+		}
+	}
+	return nil
+}

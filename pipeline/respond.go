@@ -1,0 +1,415 @@
+package pipeline
+
+import (
+	"bytes"
+	"strconv"
+	"time"
+
+	"edgeproxy/http1"
+	"edgeproxy/snapshot"
+	"edgeproxy/static"
+)
+
+// Version is the product version shown in the Server header with
+// server_tokens on.
+const Version = "0.1.0"
+
+var (
+	serverOn  = []byte("Server: edgeproxy/" + Version + "\r\n")
+	serverOff = []byte("Server: edgeproxy\r\n")
+)
+
+// addHeaderStatus reports whether add_header (without "always") applies to
+// status, per ngx_http_headers_filter.
+func addHeaderStatus(s int) bool {
+	switch s {
+	case 200, 201, 204, 206, 301, 302, 303, 304, 307, 308:
+		return true
+	}
+	return false
+}
+
+// closingStatus lists the errors after which nginx drops keep-alive
+// (ngx_http_special_response_handler).
+func closingStatus(s int) bool {
+	switch s {
+	case 400, 413, 414, 494, 495, 496, 497, 500, 501:
+		return true
+	}
+	return false
+}
+
+// head describes the response header being written.
+type head struct {
+	status        int
+	contentType   []byte
+	charset       bool
+	contentLength int64 // -1: none
+	lastModified  []byte
+	location      []byte
+}
+
+// writeHead appends the status line and headers in nginx's order
+// (ngx_http_header_filter): Server, Date, Content-Type, Content-Length,
+// Last-Modified, Location, Connection, Keep-Alive, then the headers list
+// (x.hdrs: ETag, Expires, Cache-Control, ...), then add_header values.
+func (c *Conn) writeHead(h *head) {
+	x := &c.x
+	loc := x.loc
+	if x.overrideStatus != 0 && h.status != 304 {
+		// error_page: the response keeps the error's code (or "=code"),
+		// whatever the target location answers (ngx_http_send_header).
+		h.status = x.overrideStatus
+	}
+	x.status = h.status
+	b := c.out
+	b = http1.AppendStatusLine(b, h.status)
+	if loc.ServerTokens {
+		b = append(b, serverOn...)
+	} else {
+		b = append(b, serverOff...)
+	}
+	b = append(b, "Date: "...)
+	b = append(b, http1.DateHeader()...)
+	b = append(b, "\r\n"...)
+	if h.contentType != nil {
+		b = append(b, "Content-Type: "...)
+		b = append(b, h.contentType...)
+		if h.charset && loc.Charset != "" && charsetType(h.contentType) {
+			b = append(b, "; charset="...)
+			b = append(b, loc.Charset...)
+		}
+		b = append(b, "\r\n"...)
+	}
+	if h.contentLength >= 0 {
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, h.contentLength, 10)
+		b = append(b, "\r\n"...)
+	}
+	if h.lastModified != nil {
+		b = append(b, "Last-Modified: "...)
+		b = append(b, h.lastModified...)
+		b = append(b, "\r\n"...)
+	}
+	if h.location != nil {
+		b = append(b, "Location: "...)
+		b = c.appendAbsolute(b, h.location)
+		b = append(b, "\r\n"...)
+	}
+	if c.closeNext || closingStatus(h.status) && x.status >= 400 {
+		c.closeNext = true
+		b = append(b, "Connection: close\r\n"...)
+	} else {
+		b = append(b, "Connection: keep-alive\r\n"...)
+		if loc.KeepaliveHeader > 0 {
+			b = append(b, "Keep-Alive: timeout="...)
+			b = strconv.AppendInt(b, int64(loc.KeepaliveHeader/time.Second), 10)
+			b = append(b, "\r\n"...)
+		}
+	}
+	b = append(b, x.hdrs...)
+	c.out = b
+	if len(loc.AddHeaders) > 0 {
+		c.appendAddHeaders(h.status)
+	}
+	c.out = append(c.out, "\r\n"...)
+}
+
+// appendAddHeaders evaluates add_header values; an empty value adds nothing,
+// as in nginx.
+func (c *Conn) appendAddHeaders(status int) {
+	x := &c.x
+	for i := range x.loc.AddHeaders {
+		ah := &x.loc.AddHeaders[i]
+		if !ah.Always && !addHeaderStatus(status) {
+			continue
+		}
+		start := len(c.out)
+		c.out = append(c.out, ah.Name...)
+		c.out = append(c.out, ": "...)
+		vstart := len(c.out)
+		c.out = c.eval(c.out, &ah.Value)
+		if len(c.out) == vstart {
+			c.out = c.out[:start]
+			continue
+		}
+		c.out = append(c.out, "\r\n"...)
+	}
+}
+
+// charsetType reports whether `charset` applies to a MIME type: nginx's
+// default charset_types.
+func charsetType(ct []byte) bool {
+	switch string(ct) {
+	case "text/html", "text/xml", "text/plain", "text/vnd.wap.wml", "application/javascript", "application/rss+xml":
+		return true
+	}
+	return false
+}
+
+// appendAbsolute makes a Location absolute like ngx_http_header_filter does
+// when absolute_redirect is on: scheme://host[:port] + path.
+func (c *Conn) appendAbsolute(b, loc []byte) []byte {
+	l := c.x.loc
+	if len(loc) == 0 || loc[0] != '/' || !l.AbsoluteRedirect {
+		return append(b, loc...)
+	}
+	if c.tls {
+		b = append(b, "https://"...)
+	} else {
+		b = append(b, "http://"...)
+	}
+	host := c.req.Host()
+	if l.ServerNameInRedirect || len(host) == 0 {
+		if c.x.srv.Name != "" {
+			b = append(b, c.x.srv.Name...)
+		} else {
+			b = appendAddr(b, c.local.Addr())
+		}
+	} else {
+		b = append(b, host...)
+	}
+	port := int(c.local.Port())
+	if l.PortInRedirect && port != 0 && !(port == 80 && !c.tls) && !(port == 443 && c.tls) {
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(port), 10)
+	}
+	return append(b, loc...)
+}
+
+// defaultTypeFor returns default_type for text responses of `return`.
+func (c *Conn) defaultTypeFor(l *snapshot.Location) []byte {
+	return []byte(l.DefaultType)
+}
+
+// writeSimple writes a complete response with an in-memory body.
+func (c *Conn) writeSimple(status int, body []byte, ctype []byte, noCharset bool) {
+	x := &c.x
+	x.status = status
+	h := head{status: status, contentType: ctype, charset: !noCharset, contentLength: int64(len(body))}
+	if status == 204 || status == 304 || status < 200 {
+		h.contentType, h.contentLength = nil, -1
+		body = nil
+	}
+	c.writeHead(&h)
+	if !x.head {
+		c.writeBody(body)
+	}
+}
+
+// sendRedirect answers with a redirect; nginx sends its HTML body for 301,
+// 302, 303, 307 and 308.
+func (c *Conn) sendRedirect(code int, location []byte) {
+	x := &c.x
+	x.status = code
+	if ep := c.errorPageFor(code); ep != nil {
+		c.runErrorPage(code, ep)
+		return
+	}
+	body := http1.ErrorPageBody(code, x.loc.ServerTokens)
+	h := head{status: code, contentType: textHTML, contentLength: int64(len(body)), location: location}
+	c.writeHead(&h)
+	if !x.head {
+		c.writeBody(body)
+	}
+}
+
+var textHTML = []byte("text/html")
+
+// errorPageFor returns the error_page entry of the current location for
+// status, unless one was already followed and recursive_error_pages is off.
+func (c *Conn) errorPageFor(status int) *snapshot.ErrorPage {
+	x := &c.x
+	if x.loc == nil || x.loc.ErrorPages == nil || x.badRequest {
+		return nil
+	}
+	if x.errorPage && !x.loc.RecursiveErrorPages {
+		return nil
+	}
+	return x.loc.ErrorPages[status]
+}
+
+// finalize answers with status: through error_page if one applies, else
+// nginx's built-in page (ngx_http_special_response_handler).
+func (c *Conn) finalize(status int) {
+	x := &c.x
+	x.status = status
+	if ep := c.errorPageFor(status); ep != nil {
+		c.runErrorPage(status, ep)
+		return
+	}
+	if closingStatus(status) {
+		c.closeNext = true
+	}
+	wire := status
+	if status == 494 {
+		wire = 400
+	}
+	if status == 304 || status == 204 {
+		c.writeSimple(status, nil, nil, true)
+		return
+	}
+	body := http1.ErrorPageBody(status, x.loc.ServerTokens)
+	h := head{status: wire, contentType: textHTML, contentLength: int64(len(body))}
+	x.hdrs = x.hdrs[:0]
+	c.writeHead(&h)
+	if !x.head {
+		c.writeBody(body)
+	}
+}
+
+// runErrorPage follows an error_page entry (ngx_http_send_error_page).
+func (c *Conn) runErrorPage(status int, ep *snapshot.ErrorPage) {
+	x := &c.x
+	x.errorPage = true
+	x.hdrs = x.hdrs[:0]
+	code := status
+	if ep.Overwrite > 0 {
+		code = ep.Overwrite
+	}
+	if ep.Redirect {
+		x.scratch = c.eval(x.scratch[:0], &ep.URI)
+		if ep.Overwrite <= 0 {
+			code = 302
+		}
+		x.status = code
+		body := http1.ErrorPageBody(code, x.loc.ServerTokens)
+		h := head{status: code, contentType: textHTML, contentLength: int64(len(body)), location: x.scratch}
+		c.writeHead(&h)
+		if !x.head {
+			c.writeBody(body)
+		}
+		return
+	}
+	x.overrideStatus = code
+	if ep.Overwrite == -1 {
+		x.overrideStatus = 0
+	}
+	if ep.Named != nil {
+		x.internal = true
+		x.redirects++
+		c.runLocation(ep.Named)
+		return
+	}
+	x.scratch = c.eval(x.scratch[:0], &ep.URI)
+	c.internalRedirect(append(x.path[:0], x.scratch...))
+}
+
+// sendFile answers with a static file: conditional requests, ranges,
+// validators and expires (ngx_http_static_handler and its filters).
+func (c *Conn) sendFile(f *static.File) {
+	x := &c.x
+	loc := x.loc
+	status := 200
+	if x.overrideStatus != 0 {
+		status = x.overrideStatus
+	}
+	ctype := loc.Types.Lookup(x.uri)
+	if ctype == nil {
+		ctype = []byte(loc.DefaultType)
+	}
+	x.hdrs = x.hdrs[:0]
+	if status == 200 {
+		switch static.Conditional(f, c.req.Header(hIfModifiedSince), c.req.Header(hIfNoneMatch), c.req.Header(hIfMatch), c.req.Header(hIfUnmodifiedSince), loc.IMS, loc.Etag) {
+		case 304:
+			x.status = 304
+			if loc.Etag {
+				x.hdrs = append(x.hdrs, "ETag: "...)
+				x.hdrs = append(x.hdrs, f.ETag...)
+				x.hdrs = append(x.hdrs, "\r\n"...)
+			}
+			x.hdrs = loc.Expires.AppendHeaders(x.hdrs, time.Now(), f.ModTime)
+			h := head{status: 304, contentLength: -1, lastModified: f.LastModified}
+			c.writeHead(&h)
+			return
+		case 412:
+			c.finalize(412)
+			return
+		}
+	}
+	if loc.Etag && status == 200 {
+		x.hdrs = append(x.hdrs, "ETag: "...)
+		x.hdrs = append(x.hdrs, f.ETag...)
+		x.hdrs = append(x.hdrs, "\r\n"...)
+	}
+	if status == 200 || addHeaderStatus(status) {
+		x.hdrs = loc.Expires.AppendHeaders(x.hdrs, time.Now(), f.ModTime)
+	}
+	off, n := int64(0), f.Size
+	if status == 200 {
+		if rh := c.req.Header(hRange); rh != nil && c.ifRange(f) {
+			ranges, st := static.ParseRange(rh, f.Size, x.ranges[:0])
+			switch st {
+			case 206:
+				status = 206
+				off, n = ranges[0].Start, ranges[0].Length
+				x.hdrs = append(x.hdrs, "Content-Range: "...)
+				x.hdrs = static.AppendContentRange(x.hdrs, ranges[0], f.Size)
+				x.hdrs = append(x.hdrs, "\r\n"...)
+			case 416:
+				x.status = 416
+				x.hdrs = x.hdrs[:0]
+				x.hdrs = append(x.hdrs, "Content-Range: bytes */"...)
+				x.hdrs = strconv.AppendInt(x.hdrs, f.Size, 10)
+				x.hdrs = append(x.hdrs, "\r\n"...)
+				body := http1.ErrorPageBody(416, loc.ServerTokens)
+				h := head{status: 416, contentType: textHTML, contentLength: int64(len(body))}
+				c.writeHead(&h)
+				if !x.head {
+					c.writeBody(body)
+				}
+				return
+			}
+		}
+		x.hdrs = append(x.hdrs, "Accept-Ranges: bytes\r\n"...)
+	}
+	x.status = status
+	h := head{status: status, contentType: ctype, charset: true, contentLength: n}
+	if status == 200 || status == 206 {
+		h.lastModified = f.LastModified
+	}
+	c.writeHead(&h)
+	if x.head || n == 0 {
+		return
+	}
+	if f.Data != nil {
+		c.writeBody(f.Data[off : off+n])
+		return
+	}
+	fd, err := f.OpenFD()
+	if err != nil {
+		// The head is out already: the only honest signal left is to
+		// close the connection, as nginx does on a read error.
+		c.closeNext = true
+		c.phase = phaseClosing
+		c.flush()
+		c.t.Close()
+		return
+	}
+	c.flush()
+	c.phase = phaseSending
+	c.deadline.Store(0)
+	c.t.SendFile(fd, off, n)
+}
+
+// ifRange evaluates If-Range (RFC 9110 §13.1.5; nginx compares the entity
+// tag or the exact Last-Modified date).
+func (c *Conn) ifRange(f *static.File) bool {
+	ir := c.req.Header(hIfRange)
+	if ir == nil {
+		return true
+	}
+	if len(ir) > 0 && ir[0] == '"' {
+		return bytes.Equal(ir, f.ETag)
+	}
+	return bytes.Equal(ir, f.LastModified)
+}
+
+var (
+	hIfModifiedSince   = []byte("if-modified-since")
+	hIfNoneMatch       = []byte("if-none-match")
+	hIfMatch           = []byte("if-match")
+	hIfUnmodifiedSince = []byte("if-unmodified-since")
+	hRange             = []byte("range")
+	hIfRange           = []byte("if-range")
+)

@@ -1,0 +1,328 @@
+package pipeline
+
+import (
+	"bytes"
+	"time"
+
+	"edgeproxy/http1"
+	"edgeproxy/snapshot"
+	"edgeproxy/static"
+)
+
+// exchange is the per-request state, reused across the requests of a
+// connection so a request allocates nothing in steady state.
+type exchange struct {
+	srv            *snapshot.Server
+	loc            *snapshot.Location
+	lims           http1.Limits
+	uri            []byte // current $uri: the normalised path, changed by internal redirects
+	args           []byte // current $args
+	caps           []int  // regex captures of the matched location (offsets into capSrc)
+	capSrc         []byte
+	scratch        []byte
+	path           []byte // filesystem path being served
+	docRoot        []byte
+	hdrs           []byte // extra response header lines for the headers list (ETag, Expires, ...)
+	status         int
+	redirects      int
+	internal       bool
+	errorPage      bool // an error_page redirect already happened
+	badRequest     bool
+	head           bool // HEAD request: send no body
+	keepalive      time.Duration
+	reqID          [32]byte
+	reqIDSet       bool
+	overrideStatus int // status forced by error_page (0: none)
+	ranges         []static.Range
+}
+
+func (x *exchange) init() {
+	x.uri = make([]byte, 0, 256)
+	x.args = make([]byte, 0, 128)
+	x.caps = make([]int, 0, 20)
+	x.scratch = make([]byte, 0, 512)
+	x.path = make([]byte, 0, 512)
+	x.docRoot = make([]byte, 0, 256)
+	x.hdrs = make([]byte, 0, 512)
+}
+
+func (x *exchange) reset(c *Conn, srv *snapshot.Server) {
+	x.srv = srv
+	x.loc = srv.Root
+	x.uri = append(x.uri[:0], c.req.Path()...)
+	x.args = append(x.args[:0], c.req.Args()...)
+	x.caps = x.caps[:0]
+	x.capSrc = x.capSrc[:0]
+	x.hdrs = x.hdrs[:0]
+	x.status = 0
+	x.redirects = 0
+	x.internal = false
+	x.errorPage = false
+	x.badRequest = false
+	x.head = c.req.MethodID() == http1.MethodHEAD
+	x.reqIDSet = false
+	x.overrideStatus = 0
+}
+
+// maxRedirects bounds internal redirects like nginx's
+// NGX_HTTP_MAX_URI_CHANGES ("rewrite or internal redirection cycle").
+const maxRedirects = 10
+
+// serve routes the parsed request and produces its response.
+func (c *Conn) serve() {
+	srv := c.selectServer()
+	x := &c.x
+	x.reset(c, srv)
+	if !c.req.KeepAlive() {
+		c.closeNext = true
+	}
+	if c.req.Expect100() && c.req.ContentLength() != 0 {
+		// We answer without reading the body; a client waiting for
+		// "100 Continue" may not send it, so the stream cannot be
+		// re-synchronised: close after the response.
+		c.closeNext = true
+	}
+	c.route()
+}
+
+// selectServer picks the virtual server by Host among those on the listening
+// socket (ngx_http_find_virtual_server), falling back to the default server.
+func (c *Conn) selectServer() *snapshot.Server {
+	host := c.req.Host()
+	if len(host) == 0 {
+		return c.ln.Default
+	}
+	idx, caps, ok := c.ln.Names.Match(host, c.x.caps[:0])
+	c.x.caps = caps[:0]
+	if !ok {
+		return c.ln.Default
+	}
+	return c.ln.Servers[idx]
+}
+
+// route matches x.uri to a location and runs it.
+func (c *Conn) route() {
+	x := &c.x
+	idx, caps, ok := x.srv.Locations.Match(x.uri, x.caps[:0])
+	if ok {
+		x.caps = caps
+		x.capSrc = append(x.capSrc[:0], x.uri...)
+		c.runLocation(x.srv.Locs[idx])
+		return
+	}
+	x.caps = x.caps[:0]
+	c.runLocation(x.srv.Root)
+}
+
+// internalRedirect restarts location matching with a new URI (which may
+// carry "?args"), like ngx_http_internal_redirect.
+func (c *Conn) internalRedirect(uri []byte) {
+	x := &c.x
+	x.redirects++
+	if x.redirects > maxRedirects {
+		// nginx: "rewrite or internal redirection cycle" -> 500.
+		c.finalize(500)
+		return
+	}
+	if q := bytes.IndexByte(uri, '?'); q >= 0 {
+		x.args = append(x.args[:0], uri[q+1:]...)
+		uri = uri[:q]
+	}
+	x.uri = append(x.uri[:0], uri...)
+	x.internal = true
+	c.route()
+}
+
+// runLocation is the content phase of one location.
+func (c *Conn) runLocation(loc *snapshot.Location) {
+	x := &c.x
+	x.loc = loc
+	x.keepalive = loc.KeepaliveTimeout
+	c.bodyTO = loc.ClientBodyTimeout
+	if c.requests >= loc.KeepaliveRequests || loc.KeepaliveTimeout == 0 {
+		c.closeNext = true
+	}
+	if loc.Internal && !x.internal {
+		c.finalize(404)
+		return
+	}
+	if max := loc.ClientMaxBodySize; max > 0 && c.req.ContentLength() > max {
+		// nginx checks client_max_body_size once the location is known
+		// (ngx_http_core_find_config_handler) and answers 413 with close.
+		c.finalize(413)
+		return
+	}
+	if r := loc.Return; r != nil {
+		c.doReturn(r)
+		return
+	}
+	if loc.Try != nil {
+		c.tryFiles(loc.Try)
+		return
+	}
+	c.serveStatic()
+}
+
+// doReturn implements `return` (ngx_http_rewrite_return_code_handler).
+func (c *Conn) doReturn(r *snapshot.ReturnSpec) {
+	x := &c.x
+	if !r.Has {
+		c.finalize(r.Code)
+		return
+	}
+	x.scratch = c.eval(x.scratch[:0], &r.Text)
+	if r.IsURL {
+		c.sendRedirect(r.Code, x.scratch)
+		return
+	}
+	x.status = r.Code
+	c.writeSimple(r.Code, x.scratch, c.defaultTypeFor(loc(x)), false)
+}
+
+func loc(x *exchange) *snapshot.Location { return x.loc }
+
+// tryFiles implements try_files (ngx_http_try_files_handler).
+func (c *Conn) tryFiles(tf *snapshot.TryFiles) {
+	x := &c.x
+	loc := x.loc
+	for i := range tf.Files {
+		x.scratch = c.eval(x.scratch[:0], &tf.Files[i])
+		name := x.scratch
+		dir := len(name) > 0 && name[len(name)-1] == '/'
+		x.path = c.mapPath(x.path[:0], loc, name)
+		if dir {
+			x.path = x.path[:len(x.path)-1]
+		}
+		f, err := c.snap.Files.Open(x.path)
+		if err != nil {
+			continue
+		}
+		if f.IsDir != dir {
+			continue
+		}
+		if q := bytes.IndexByte(name, '?'); q >= 0 {
+			x.args = append(x.args[:0], name[q+1:]...)
+			name = name[:q]
+		}
+		x.uri = append(x.uri[:0], name...)
+		c.serveStatic()
+		return
+	}
+	switch {
+	case tf.Code != 0:
+		c.finalize(tf.Code)
+	case tf.Named != nil:
+		x.internal = true
+		x.redirects++
+		c.runLocation(tf.Named)
+	default:
+		x.scratch = c.eval(x.scratch[:0], &tf.URI)
+		uri := append(x.path[:0], x.scratch...)
+		c.internalRedirect(uri)
+	}
+}
+
+// mapPath builds the filesystem path of uri in loc: root + uri, or alias
+// replacing the location prefix (ngx_http_map_uri_to_path).
+func (c *Conn) mapPath(dst []byte, loc *snapshot.Location, uri []byte) []byte {
+	x := &c.x
+	if loc.HasAlias {
+		dst = c.eval(dst, &loc.Alias)
+		x.docRoot = append(x.docRoot[:0], dst...)
+		if loc.AliasRegex {
+			// In a regex location the alias is the whole path.
+			return dst
+		}
+		p := len(loc.Pattern)
+		if p > len(uri) {
+			p = len(uri)
+		}
+		return append(dst, uri[p:]...)
+	}
+	dst = c.eval(dst, &loc.Root)
+	x.docRoot = append(x.docRoot[:0], dst...)
+	return append(dst, uri...)
+}
+
+// serveStatic serves x.uri from the filesystem (ngx_http_index_module +
+// ngx_http_static_module).
+func (c *Conn) serveStatic() {
+	x := &c.x
+	loc := x.loc
+	uri := x.uri
+	if len(uri) > 0 && uri[len(uri)-1] == '/' {
+		c.serveIndex()
+		return
+	}
+	m := c.req.MethodID()
+	if m != http1.MethodGET && m != http1.MethodHEAD && m != http1.MethodPOST {
+		c.finalize(405)
+		return
+	}
+	x.path = c.mapPath(x.path[:0], loc, uri)
+	f, err := c.snap.Files.Open(x.path)
+	if err != nil {
+		c.finalize(static.Status(err))
+		return
+	}
+	if f.IsDir {
+		// nginx redirects "/dir" to "/dir/" (ngx_http_static_handler).
+		x.scratch = append(x.scratch[:0], uri...)
+		x.scratch = append(x.scratch, '/')
+		if len(x.args) > 0 {
+			x.scratch = append(x.scratch, '?')
+			x.scratch = append(x.scratch, x.args...)
+		}
+		c.sendRedirect(301, x.scratch)
+		return
+	}
+	if m == http1.MethodPOST {
+		c.finalize(405)
+		return
+	}
+	c.sendFile(f)
+}
+
+// serveIndex handles a URI ending in "/": the first existing index file is
+// an internal redirect; none -> 403 when the directory exists, else 404.
+func (c *Conn) serveIndex() {
+	x := &c.x
+	loc := x.loc
+	for i := range loc.Index {
+		x.scratch = c.eval(x.scratch[:0], &loc.Index[i])
+		name := x.scratch
+		if len(name) > 0 && name[0] == '/' {
+			// An absolute index is a redirect target as is (the last one
+			// is used without a check, as in nginx).
+			if i == len(loc.Index)-1 {
+				c.internalRedirect(append(x.path[:0], name...))
+				return
+			}
+		}
+		x.path = c.mapPath(x.path[:0], loc, x.uri)
+		x.path = append(x.path, name...)
+		f, err := c.snap.Files.Open(x.path)
+		if err != nil || f.IsDir {
+			continue
+		}
+		uri := append(x.path[:0], x.uri...)
+		uri = append(uri, name...)
+		c.internalRedirect(uri)
+		return
+	}
+	x.path = c.mapPath(x.path[:0], loc, x.uri)
+	if len(x.path) > 1 {
+		x.path = x.path[:len(x.path)-1]
+	}
+	f, err := c.snap.Files.Open(x.path)
+	if err != nil {
+		c.finalize(static.Status(err))
+		return
+	}
+	if !f.IsDir {
+		c.finalize(404)
+		return
+	}
+	// autoindex off: "directory index of ... is forbidden".
+	c.finalize(403)
+}
