@@ -52,7 +52,8 @@ type Options struct {
 }
 
 // Config is a loaded configuration.
-// The zero value is an empty configuration (Validate accepts it).
+// The zero value is an empty configuration (which Validate rejects, like
+// nginx, for lacking an events block).
 type Config struct {
 	// Main holds the main-context directives after include expansion: each
 	// "include" is replaced, at its place, by the directives of the files it
@@ -61,6 +62,8 @@ type Config struct {
 	// Files lists every file read, main config first, each once, in the
 	// order nginx first opened them (the order of nginx -T).
 	Files []string
+	// Notices are Validate's notices, filled in by Load.
+	Notices []Notice
 
 	// contents caches the bytes read for each file so Dump prints what was
 	// parsed even if a file changed since.

@@ -126,14 +126,14 @@ func dirErr(d *Directive, msg string) *Error {
 // errnoNames are glibc's strerror texts, which nginx prints as
 // " (ERRNO: TEXT)" after a failed system call.
 var errnoNames = map[syscall.Errno]string{
-	syscall.ENOENT:  "No such file or directory",
-	syscall.EACCES:  "Permission denied",
-	syscall.EISDIR:  "Is a directory",
-	syscall.ENOTDIR: "Not a directory",
-	syscall.ELOOP:   "Too many levels of symbolic links",
-	syscall.EMFILE:  "Too many open files",
+	syscall.ENOENT:       "No such file or directory",
+	syscall.EACCES:       "Permission denied",
+	syscall.EISDIR:       "Is a directory",
+	syscall.ENOTDIR:      "Not a directory",
+	syscall.ELOOP:        "Too many levels of symbolic links",
+	syscall.EMFILE:       "Too many open files",
 	syscall.ENAMETOOLONG: "File name too long",
-	syscall.EIO:     "Input/output error",
+	syscall.EIO:          "Input/output error",
 }
 
 func errnoText(err error) string {

@@ -186,7 +186,9 @@ func (s *ServerNames) Build() error {
 // matches the "" name.
 //
 // If caps is non-nil and a regex name with capture groups matched, capsOut
-// holds its capture offsets into the normalised host (caps's storage is
+// holds its capture offsets into the normalised host, i.e. without port
+// and trailing dot, lowercased; pass a host normalised by ValidateHost so
+// that the offsets index the caller's bytes (caps's storage is
 // reused when large enough; one allocation, see package doc); otherwise
 // capsOut is caps[:0]. Match allocates nothing when caps is nil or no regex
 // with groups is selected, except for hosts containing upper-case letters

@@ -514,8 +514,8 @@ func (g *Group) peekRandom() int {
 // ngx_http_upstream_get_random2_peer: weighted random picks, skipping tried
 // or unusable peers, falling back to round robin after 20 misses or with a
 // single server. random two draws two distinct usable peers and keeps the
-// one with fewer active connections per weight (least_conn), the second on
-// a tie as nginx does.
+// one with fewer active connections per weight (least_conn); a tie keeps
+// the second draw.
 func (g *Group) getRandomPeer(t *Tried, now int64, two bool) *Peer {
 	if t.htries > 20 || g.single {
 		return g.getRoundRobinPeer(t, now)
