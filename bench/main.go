@@ -40,6 +40,7 @@ type options struct {
 	idleConns   int
 	idleTimeout time.Duration
 	verbose     bool
+	nice        int
 }
 
 // pinnedEnv marks a harness process that has already re-executed itself
@@ -67,6 +68,7 @@ func main() {
 	flag.IntVar(&o.idleConns, "idle-conns", 10000, "connections opened by the idle10k scenario")
 	flag.DurationVar(&o.idleTimeout, "idle-timeout", 60*time.Second, "time bound for opening the idle connections")
 	flag.BoolVar(&o.verbose, "v", false, "print per-run details")
+	flag.IntVar(&o.nice, "nice", 0, "run the server and wrk under `nice -n N` (e.g. -10 as root on a busy shared machine; both sides alike)")
 	flag.BoolVar(&backendMode, "backend", false, "internal: run the loopback HTTP backend (100 B and 10 KiB bodies)")
 	flag.StringVar(&backendAddr, "backend-addr", "127.0.0.1:0", "internal: backend listen address")
 	flag.Parse()
@@ -178,8 +180,11 @@ func run(o *options) (code int) {
 	}
 
 	env := &benchEnv{o: o, a: a, b: b, clkTck: clkTck(), pin: pinned(o)}
-	fmt.Fprintf(os.Stderr, "bench: A=%s (%s)  B=%s (%s)  rounds=%d duration=%v conns=%d threads=%d pin=%v CLK_TCK=%d\n",
-		a.label, a.bin, b.label, b.bin, o.rounds, o.duration, o.connections, o.threads, env.pin, env.clkTck)
+	fmt.Fprintf(os.Stderr, "bench: A=%s (%s)  B=%s (%s)  rounds=%d duration=%v conns=%d threads=%d pin=%v nice=%d CLK_TCK=%d\n",
+		a.label, a.bin, b.label, b.bin, o.rounds, o.duration, o.connections, o.threads, env.pin, o.nice, env.clkTck)
+	if load := loadAvg(); load > float64(runtime.NumCPU()+1) {
+		fmt.Fprintf(os.Stderr, "bench: warning: load average %.1f; req/s and latency ratios will be noisy (CPU µs/req and RSS much less so)\n", load)
+	}
 
 	var results []scenarioResult
 	for _, sc := range scens {
@@ -250,6 +255,17 @@ func moduleRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// loadAvg returns the 1-minute load average (0 if unknown).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	var l float64
+	_, _ = fmt.Sscanf(string(b), "%f", &l)
+	return l
 }
 
 // clkTck returns the kernel clock-tick rate used by /proc/PID/stat.

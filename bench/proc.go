@@ -32,12 +32,21 @@ var registry = struct {
 	procs map[*proc]struct{}
 }{procs: map[*proc]struct{}{}}
 
-func startProc(name string, argv []string, dir string, stdout, stderr io.Writer, deathSig syscall.Signal) (*proc, error) {
+// startProc starts argv as a registered child in its own process group.
+// With nice != 0 the child instead gets its own session, and thus its own
+// scheduler autogroup, whose nice value is set to nice: with
+// kernel.sched_autogroup_enabled=1 plain `nice` only weighs a task against
+// tasks of the same session, not against other sessions' builds and tests.
+func startProc(name string, argv []string, dir string, stdout, stderr io.Writer, deathSig syscall.Signal, nice int) (*proc, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Stdout = stdout
 	cmd.Stderr = stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: deathSig}
+	if nice != 0 {
+		// A session leader is also a process-group leader (pgid = pid).
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: deathSig}
+	}
 	registry.Lock()
 	defer registry.Unlock()
 	if err := cmd.Start(); err != nil {
@@ -45,6 +54,14 @@ func startProc(name string, argv []string, dir string, stdout, stderr io.Writer,
 	}
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
 	registry.procs[p] = struct{}{}
+	if nice != 0 {
+		ag := fmt.Sprintf("/proc/%d/autogroup", cmd.Process.Pid)
+		if _, err := os.Stat(ag); err == nil {
+			if err := os.WriteFile(ag, []byte(strconv.Itoa(nice)), 0); err != nil {
+				fmt.Fprintf(os.Stderr, "bench: %s: set autogroup nice: %v\n", name, err)
+			}
+		}
+	}
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.done)

@@ -46,6 +46,7 @@ var (
 	mRSS  metric = func(r runResult) float64 { return kib2mib(r.peakRSSKB) }
 	mMBps metric = func(r runResult) float64 { return r.mbps }
 	mKiBC metric = func(r runResult) float64 { return r.kibPerConn }
+	mShr  metric = func(r runResult) float64 { return 100 * r.cpuShare }
 )
 
 // roundRatios returns A/B of m for every round in which both runs succeeded.
@@ -103,6 +104,9 @@ func renderTable(e *benchEnv, results []scenarioResult) string {
 	} else {
 		b.WriteString("no CPU pinning")
 	}
+	if e.o.nice != 0 {
+		fmt.Fprintf(&b, ", nice %d", e.o.nice)
+	}
 	fmt.Fprintf(&b, ", %s/%s. Ratios are %s/%s, median of the per-round ratios; the raw columns are each side's median.\n\n", runtime.GOOS, runtime.GOARCH, al, bl)
 
 	fmt.Fprintf(&b, "| scenario | %s req/s | %s req/s | req/s ratio | p50 ratio | p99 ratio | CPU µs/req (e/n) | CPU ratio | RSS MiB (e/n) | RSS ratio | MB/s (e/n) |\n", al, bl)
@@ -145,8 +149,8 @@ func renderTable(e *benchEnv, results []scenarioResult) string {
 			fmtPair(sideMedian(s.a, mCPU), sideMedian(s.b, mCPU), 2), fmtRatio(median(s.roundRatios(mCPU))),
 			fmtPair(sideMedian(s.a, mRSS), sideMedian(s.b, mRSS), 1), fmtRatio(median(s.roundRatios(mRSS))), mb)
 		if ok > 0 {
-			notes = append(notes, fmt.Sprintf("**%s** per-round req/s ratios: %s; CPU ratios: %s", name,
-				fmtList(s.roundRatios(mRPS)), fmtList(s.roundRatios(mCPU))))
+			notes = append(notes, fmt.Sprintf("**%s** per-round req/s ratios: %s; CPU ratios: %s; server CPU use %s %% of a core (e/n)", name,
+				fmtList(s.roundRatios(mRPS)), fmtList(s.roundRatios(mCPU)), fmtPair(sideMedian(s.a, mShr), sideMedian(s.b, mShr), 0)))
 		}
 	}
 	if len(notes) > 0 {

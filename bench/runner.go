@@ -31,6 +31,7 @@ type runResult struct {
 	p99Us       float64
 	mbps        float64
 	cpuUsPerReq float64 // server tree CPU µs per request (per connection for idle)
+	cpuShare    float64 // server tree CPU seconds per wall second during the run
 	peakRSSKB   uint64  // peak summed VmRSS of the server tree
 	non2xx      int64
 	sockErrs    int64
@@ -144,14 +145,14 @@ func (e *benchEnv) logRun(round int, side serverSide, sc scenario, r runResult) 
 	if r.non2xx > 0 || r.sockErrs > 0 {
 		extra += fmt.Sprintf(" non2xx=%d sockerr=%d", r.non2xx, r.sockErrs)
 	}
-	e.logf("round %d %-9s %10.0f req/s p50=%.0fµs p99=%.0fµs cpu=%.2fµs/req rss=%.1fMiB%s",
-		round+1, side.label, r.rps, r.p50Us, r.p99Us, r.cpuUsPerReq, kib2mib(r.peakRSSKB), extra)
+	e.logf("round %d %-9s %10.0f req/s p50=%.0fµs p99=%.0fµs cpu=%.2fµs/req (%.0f%% of a core) rss=%.1fMiB%s",
+		round+1, side.label, r.rps, r.p50Us, r.p99Us, r.cpuUsPerReq, 100*r.cpuShare, kib2mib(r.peakRSSKB), extra)
 }
 
 // runWrkLoad: start server, wait for the port, warm up, measure one wrk run
 // with CPU (utime+stime delta of the server tree) and peak RSS, stop.
 func (e *benchEnv) runWrkLoad(sc scenario, side serverSide, tmp string, port int) runResult {
-	p, err := side.start(tmp, port, e.pin)
+	p, err := side.start(tmp, port, e.pin, e.o.nice)
 	if err != nil {
 		return runResult{err: err.Error()}
 	}
@@ -170,7 +171,9 @@ func (e *benchEnv) runWrkLoad(sc scenario, side serverSide, tmp string, port int
 		}
 	}
 	before := readTreeUsage(p.pid())
+	t0 := time.Now()
 	w, raw, err := e.runWrk(url, conns, e.o.duration, lua)
+	wall := time.Since(t0)
 	after := readTreeUsage(p.pid())
 	peak := rss.finish()
 	if e.o.verbose {
@@ -192,6 +195,9 @@ func (e *benchEnv) runWrkLoad(sc scenario, side serverSide, tmp string, port int
 		non2xx:    w.non2xx,
 		sockErrs:  w.socketErrors(),
 	}
+	if after.ticks >= before.ticks {
+		r.cpuShare = float64(after.ticks-before.ticks) / float64(e.clkTck) / wall.Seconds()
+	}
 	if w.requests > 0 && after.ticks >= before.ticks {
 		r.cpuUsPerReq = float64(after.ticks-before.ticks) * 1e6 / float64(e.clkTck) / float64(w.requests)
 	}
@@ -207,7 +213,7 @@ func (e *benchEnv) runWrkLoad(sc scenario, side serverSide, tmp string, port int
 // connections (one GET each, response read, then left open), let it settle,
 // measure the tree's RSS, stop the server, close the connections.
 func (e *benchEnv) runIdle(sc scenario, side serverSide, tmp string, port int) runResult {
-	p, err := side.start(tmp, port, e.pin)
+	p, err := side.start(tmp, port, e.pin, e.o.nice)
 	if err != nil {
 		return runResult{err: err.Error()}
 	}

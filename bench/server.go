@@ -44,7 +44,7 @@ func (s serverSide) pidFile(tmp string) string {
 
 // argv is the foreground command line. Both binaries take the same -p/-c/-g
 // flags; nginx additionally gets error_log so nothing goes to /var/log.
-func (s serverSide) argv(tmp string, pin bool) []string {
+func (s serverSide) argv(tmp string, pin bool, nice int) []string {
 	conf := filepath.Join(tmp, "nginx.conf")
 	var g string
 	if s.kind == kindEdgeproxy {
@@ -57,7 +57,16 @@ func (s serverSide) argv(tmp string, pin bool) []string {
 		// taskset execs the server, so the pid we track is the server's.
 		argv = append([]string{"taskset", "-c", "0"}, argv...)
 	}
-	return argv
+	return withNice(argv, nice)
+}
+
+// withNice prefixes `nice -n N` (nice execs, so the tracked pid stays the
+// server's).
+func withNice(argv []string, nice int) []string {
+	if nice == 0 {
+		return argv
+	}
+	return append([]string{"nice", "-n", strconv.Itoa(nice)}, argv...)
 }
 
 // configTest runs `BIN -t -p TMP -c TMP/nginx.conf` (bounded) and returns its
@@ -80,14 +89,14 @@ func (s serverSide) configTest(tmp string) error {
 
 // start launches the server in the foreground and waits until its port
 // accepts connections.
-func (s serverSide) start(tmp string, port int, pin bool) (*proc, error) {
+func (s serverSide) start(tmp string, port int, pin bool, nice int) (*proc, error) {
 	logPath := filepath.Join(tmp, strings.NewReplacer("(", "-", ")", "").Replace(s.label)+".out")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close() // the child keeps its own copy
-	p, err := startProc(s.label, s.argv(tmp, pin), tmp, logf, logf, syscall.SIGTERM)
+	p, err := startProc(s.label, s.argv(tmp, pin, nice), tmp, logf, logf, syscall.SIGTERM, nice)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +166,7 @@ func startBackend(tmp string) (*proc, int, error) {
 		return nil, 0, err
 	}
 	defer logf.Close()
-	p, err := startProc("backend", []string{self, "-backend", "-backend-addr", "127.0.0.1:0"}, tmp, pw, logf, syscall.SIGKILL)
+	p, err := startProc("backend", []string{self, "-backend", "-backend-addr", "127.0.0.1:0"}, tmp, pw, logf, syscall.SIGKILL, 0)
 	pw.Close()
 	if err != nil {
 		return nil, 0, err

@@ -251,8 +251,9 @@ func (e *benchEnv) runWrk(url string, conns int, dur time.Duration, luaPath stri
 	if e.pin {
 		argv = append([]string{"taskset", "-c", "1"}, argv...)
 	}
+	argv = withNice(argv, e.o.nice)
 	var out, errb bytes.Buffer
-	p, err := startProc("wrk", argv, "", &out, &errb, syscall.SIGKILL)
+	p, err := startProc("wrk", argv, "", &out, &errb, syscall.SIGKILL, e.o.nice)
 	if err != nil {
 		return wrkResult{}, "", err
 	}

@@ -290,8 +290,11 @@ func TestDifferentialLimits(t *testing.T) {
 		{"4 full buffers, no room for CRLF", "GET / HTTP/1.1\r\n" + h11 + strings.Repeat(hdr(8192), 4) + "\r\n", 400},
 		{"4 full buffers incl. CRLF", "GET / HTTP/1.1\r\n" + h11 + strings.Repeat(hdr(8192), 3) + hdr(8190) + "\r\n", 200},
 		{"long request line + 3 full headers + Host", reqLine(8192) + strings.Repeat(hdr(8192), 3) + h11 + "\r\n", 400},
-		{"many small headers", "GET / HTTP/1.1\r\n" + h11 + strings.Repeat("X-Abc: 0123456789\r\n", 1700) + "\r\n", 200},
-		{"too many small headers", "GET / HTTP/1.1\r\n" + h11 + strings.Repeat("X-Abc: 0123456789\r\n", 1800) + "\r\n", 400},
+		{"1000 header fields", "GET / HTTP/1.1\r\n" + h11 + strings.Repeat("X-Abc: 0123456789\r\n", 999) + "\r\n", 200},
+		{"1001 header fields", "GET / HTTP/1.1\r\n" + h11 + strings.Repeat("X-Abc: 0123456789\r\n", 1000) + "\r\n", 400},
+		{"ignored headers do not count", "GET / HTTP/1.1\r\n" + h11 + strings.Repeat("X-Abc: 0\r\nX_y: 0\r\n", 600) + "\r\n", 200},
+		{"671 lines of 50", "GET / HTTP/1.1\r\n" + h11 + strings.Repeat(hdr(50), 671) + "\r\n", 200},
+		{"672 lines of 50", "GET / HTTP/1.1\r\n" + h11 + strings.Repeat(hdr(50), 672) + "\r\n", 400},
 		{"600 leading CRLF", strings.Repeat("\r\n", 600) + "GET / HTTP/1.1\r\n" + h11 + "\r\n", 200},
 	}
 	for _, c := range cases {

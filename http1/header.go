@@ -74,6 +74,13 @@ func (r *Request) headerLine(line []byte, base int32, complete bool, lim *Limits
 		// ignore_invalid_headers on: dropped silently.
 		return nil
 	}
+	maxH := lim.MaxHeaders
+	if maxH <= 0 {
+		maxH = 1000
+	}
+	if len(r.fields) >= maxH {
+		return ErrHeaderTooLarge
+	}
 	name := span{base, int32(nameEnd)}
 	value := span{base + int32(vs), int32(ve - vs)}
 	r.fields = append(r.fields, field{name, value})

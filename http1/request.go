@@ -31,6 +31,10 @@ type Limits struct {
 	// UnderscoresInHeaders is "underscores_in_headers on" (false = nginx
 	// default: a name containing '_' is an invalid header).
 	UnderscoresInHeaders bool
+	// MaxHeaders caps the number of kept header fields (0 = 1000: nginx
+	// 1.22 answers 494 to the 1001st, measured; dropped invalid headers
+	// do not count).
+	MaxHeaders int
 }
 
 var defaultLimits Limits

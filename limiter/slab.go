@@ -83,13 +83,19 @@ type table struct {
 // maximum node count at load factor 3/4 so it never needs to grow.
 func tableGeometry(budget int64, minWords int) (pages, slots int) {
 	perPage := int64(slotsPerPage(classOf[minWords]))
-	costPerPage := int64(pageBytes+pageMetaBytes) + (perPage*4/3+1)*8
-	pages = int(budget / costPerPage)
+	pages = int(budget / pageCost(minWords))
 	if pages < 1 {
 		pages = 1
 	}
 	slots = int(int64(pages)*perPage*4/3) + 1
 	return pages, slots
+}
+
+// pageCost is the zone bytes one page costs: the page, its bookkeeping and
+// the index slots for the most nodes it can hold.
+func pageCost(minWords int) int64 {
+	perPage := int64(slotsPerPage(classOf[minWords]))
+	return int64(pageBytes+pageMetaBytes) + (perPage*4/3+1)*8
 }
 
 func newTable(budget int64, hdr int) table {

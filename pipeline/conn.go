@@ -11,6 +11,7 @@ package pipeline
 import (
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,10 +64,14 @@ type Conn struct {
 	chunk     http1.ChunkedDecoder
 	bodyTO    time.Duration
 
-	req http1.Request
-	x   exchange
-	out []byte
-	iov [][]byte
+	// w holds the buffers of the request being served. It is taken from a
+	// pool when input arrives and given back when Feed returns, so an idle
+	// keep-alive connection costs only the Conn itself (nginx likewise
+	// frees its request buffers on idle connections).
+	w *work
+
+	keepalive   time.Duration // keepalive_timeout of the last request's location
+	sendTimeout time.Duration // send_timeout of the current request's location
 
 	// deadline is the unix-nano time at which the connection times out in
 	// its current phase (0: none). Written on the owner goroutine, read by
@@ -81,9 +86,9 @@ var connIDs atomic.Uint64
 // $scheme https.
 func NewConn(t Transport, snap *snapshot.Snapshot, ln *snapshot.Listener, remote, local netip.AddrPort, isTLS bool) *Conn {
 	c := &Conn{t: t, snap: snap, ln: ln, remote: remote, local: local, tls: isTLS, id: connIDs.Add(1)}
-	c.out = make([]byte, 0, 4096)
-	c.iov = make([][]byte, 0, 4)
-	c.x.init()
+	c.w.out = make([]byte, 0, 4096)
+	c.w.iov = make([][]byte, 0, 4)
+	c.w.x.init()
 	c.setDeadline(ln.Default.HeaderLims.ClientHeaderTimeout)
 	return c
 }
@@ -126,7 +131,11 @@ func (c *Conn) SendDone(ok bool) {
 		c.t.Close()
 		return
 	}
+	if c.ensureWork() {
+		defer func() { putWork(c.w); c.w = nil }()
+	}
 	c.afterResponse()
+	c.flush()
 }
 
 // Feed gives the Conn the unconsumed input and returns how many bytes it
@@ -134,13 +143,54 @@ func (c *Conn) SendDone(ok bool) {
 // on the next call. data may be a borrowed buffer: nothing in it is retained
 // after Feed returns.
 func (c *Conn) Feed(data []byte) int {
+	c.w = getWork()
+	n := c.feed(data)
+	c.flush()
+	putWork(c.w)
+	c.w = nil
+	return n
+}
+
+// work is the pooled per-request state.
+type work struct {
+	req http1.Request
+	x   exchange
+	out []byte
+	iov [][]byte
+}
+
+var workPool = sync.Pool{New: func() any {
+	w := &work{out: make([]byte, 0, 4096), iov: make([][]byte, 0, 4)}
+	w.x.init()
+	return w
+}}
+
+func getWork() *work { return workPool.Get().(*work) }
+
+func putWork(w *work) {
+	if cap(w.out) > 64<<10 {
+		w.out = make([]byte, 0, 4096)
+	}
+	workPool.Put(w)
+}
+
+// noWork stands in when no request is being served (SendDone after a
+// sendfile): flushing it writes nothing.
+func (c *Conn) ensureWork() bool {
+	if c.w != nil {
+		return false
+	}
+	c.w = getWork()
+	return true
+}
+
+func (c *Conn) feed(data []byte) int {
 	off := 0
 	for off < len(data) {
 		switch c.phase {
 		case phaseClosing:
 			return len(data)
 		case phaseSending:
-			c.flush()
 			return off
 		case phaseIdle:
 			c.phase = phaseHead
@@ -150,14 +200,12 @@ func (c *Conn) Feed(data []byte) int {
 			n, ok := c.readHead(data[off:])
 			off += n
 			if !ok {
-				c.flush()
 				return off
 			}
 		case phaseBody:
 			off += c.discardBody(data[off:])
 		}
 	}
-	c.flush()
 	return off
 }
 
@@ -165,12 +213,12 @@ func (c *Conn) Feed(data []byte) int {
 // is needed (or the connection is closing).
 func (c *Conn) readHead(data []byte) (int, bool) {
 	srvDefault := c.ln.Default
-	lims := &c.x.lims
+	lims := &c.w.x.lims
 	hl := &srvDefault.HeaderLims
 	lims.HeaderBufferSize, lims.LargeBufferSize, lims.LargeBuffers = hl.ClientHeaderBufferSize, hl.LargeBufferSize, hl.LargeBuffers
-	lims.IgnoreInvalidHeaders, lims.UnderscoresInHeaders, lims.MergeSlashes = hl.IgnoreInvalidHeaders, hl.UnderscoresInHeaders, hl.MergeSlashes
-	c.req.Reset()
-	n, err := c.req.Parse(data, lims)
+	lims.KeepInvalidHeaders, lims.UnderscoresInHeaders = !hl.IgnoreInvalidHeaders, hl.UnderscoresInHeaders
+	c.w.req.Reset()
+	n, err := c.w.req.Parse(data, lims)
 	if err == http1.ErrNeedMore {
 		return 0, false
 	}
@@ -180,10 +228,10 @@ func (c *Conn) readHead(data []byte) (int, bool) {
 		if he, ok := err.(*http1.Error); ok {
 			status = he.Status
 		}
-		c.x.reset(c, srvDefault)
-		c.x.badRequest = true
+		c.w.x.reset(c, srvDefault)
+		c.w.x.badRequest = true
 		c.closeNext = true
-		c.x.loc = srvDefault.Root
+		c.w.x.loc = srvDefault.Root
 		c.finalize(status)
 		c.phase = phaseClosing
 		c.flush()
@@ -194,10 +242,10 @@ func (c *Conn) readHead(data []byte) (int, bool) {
 	// Body framing: everything edgeproxy serves today ignores the request
 	// body, so it is read and discarded (ngx_http_discard_request_body).
 	c.bodyLeft, c.chunked = 0, false
-	if c.req.Chunked() {
+	if c.w.req.Chunked() {
 		c.chunked = true
 		c.chunk = http1.ChunkedDecoder{}
-	} else if cl := c.req.ContentLength(); cl > 0 {
+	} else if cl := c.w.req.ContentLength(); cl > 0 {
 		c.bodyLeft = cl
 	}
 	if c.phase == phaseClosing {
@@ -276,45 +324,40 @@ func (c *Conn) afterResponse() {
 		return
 	}
 	c.phase = phaseIdle
-	c.setDeadline(c.x.keepalive)
+	c.setDeadline(c.keepalive)
 }
 
 // flush writes the accumulated output.
 func (c *Conn) flush() {
-	if len(c.out) == 0 && len(c.iov) == 0 {
+	if len(c.w.out) == 0 && len(c.w.iov) == 0 {
 		return
 	}
-	if len(c.out) > 0 {
-		c.iov = append(c.iov, c.out)
+	if len(c.w.out) > 0 {
+		c.w.iov = append(c.w.iov, c.w.out)
 	}
-	c.t.Write(c.iov)
-	for i := range c.iov {
-		c.iov[i] = nil
+	c.t.Write(c.w.iov)
+	for i := range c.w.iov {
+		c.w.iov[i] = nil
 	}
-	c.iov = c.iov[:0]
-	c.out = c.out[:0]
+	c.w.iov = c.w.iov[:0]
+	c.w.out = c.w.out[:0]
 }
 
 // writeBody queues a large in-memory body without copying it: the pending
 // output is flushed first so the order is kept.
 func (c *Conn) writeBody(b []byte) {
 	if len(b) <= 16<<10 {
-		c.out = append(c.out, b...)
+		c.w.out = append(c.w.out, b...)
 		return
 	}
-	c.iov = append(c.iov, c.out, b)
-	c.t.Write(c.iov)
-	for i := range c.iov {
-		c.iov[i] = nil
+	c.w.iov = append(c.w.iov, c.w.out, b)
+	c.t.Write(c.w.iov)
+	for i := range c.w.iov {
+		c.w.iov[i] = nil
 	}
-	c.iov = c.iov[:0]
-	c.out = c.out[:0]
+	c.w.iov = c.w.iov[:0]
+	c.w.out = c.w.out[:0]
 }
 
 // SendTimeout is send_timeout of the location serving the current request.
-func (c *Conn) SendTimeout() time.Duration {
-	if c.x.loc == nil {
-		return 60 * time.Second
-	}
-	return c.x.loc.SendTimeout
-}
+func (c *Conn) SendTimeout() time.Duration { return c.sendTimeout }

@@ -54,7 +54,7 @@ type head struct {
 // Last-Modified, Location, Connection, Keep-Alive, then the headers list
 // (x.hdrs: ETag, Expires, Cache-Control, ...), then add_header values.
 func (c *Conn) writeHead(h *head) {
-	x := &c.x
+	x := &c.w.x
 	loc := x.loc
 	if x.overrideStatus != 0 && h.status != 304 {
 		// error_page: the response keeps the error's code (or "=code"),
@@ -62,7 +62,7 @@ func (c *Conn) writeHead(h *head) {
 		h.status = x.overrideStatus
 	}
 	x.status = h.status
-	b := c.out
+	b := c.w.out
 	b = http1.AppendStatusLine(b, h.status)
 	if loc.ServerTokens {
 		b = append(b, serverOn...)
@@ -108,32 +108,32 @@ func (c *Conn) writeHead(h *head) {
 		}
 	}
 	b = append(b, x.hdrs...)
-	c.out = b
+	c.w.out = b
 	if len(loc.AddHeaders) > 0 {
 		c.appendAddHeaders(h.status)
 	}
-	c.out = append(c.out, "\r\n"...)
+	c.w.out = append(c.w.out, "\r\n"...)
 }
 
 // appendAddHeaders evaluates add_header values; an empty value adds nothing,
 // as in nginx.
 func (c *Conn) appendAddHeaders(status int) {
-	x := &c.x
+	x := &c.w.x
 	for i := range x.loc.AddHeaders {
 		ah := &x.loc.AddHeaders[i]
 		if !ah.Always && !addHeaderStatus(status) {
 			continue
 		}
-		start := len(c.out)
-		c.out = append(c.out, ah.Name...)
-		c.out = append(c.out, ": "...)
-		vstart := len(c.out)
-		c.out = c.eval(c.out, &ah.Value)
-		if len(c.out) == vstart {
-			c.out = c.out[:start]
+		start := len(c.w.out)
+		c.w.out = append(c.w.out, ah.Name...)
+		c.w.out = append(c.w.out, ": "...)
+		vstart := len(c.w.out)
+		c.w.out = c.eval(c.w.out, &ah.Value)
+		if len(c.w.out) == vstart {
+			c.w.out = c.w.out[:start]
 			continue
 		}
-		c.out = append(c.out, "\r\n"...)
+		c.w.out = append(c.w.out, "\r\n"...)
 	}
 }
 
@@ -150,7 +150,7 @@ func charsetType(ct []byte) bool {
 // appendAbsolute makes a Location absolute like ngx_http_header_filter does
 // when absolute_redirect is on: scheme://host[:port] + path.
 func (c *Conn) appendAbsolute(b, loc []byte) []byte {
-	l := c.x.loc
+	l := c.w.x.loc
 	if len(loc) == 0 || loc[0] != '/' || !l.AbsoluteRedirect {
 		return append(b, loc...)
 	}
@@ -159,10 +159,10 @@ func (c *Conn) appendAbsolute(b, loc []byte) []byte {
 	} else {
 		b = append(b, "http://"...)
 	}
-	host := c.req.Host()
+	host := c.w.req.Host()
 	if l.ServerNameInRedirect || len(host) == 0 {
-		if c.x.srv.Name != "" {
-			b = append(b, c.x.srv.Name...)
+		if c.w.x.srv.Name != "" {
+			b = append(b, c.w.x.srv.Name...)
 		} else {
 			b = appendAddr(b, c.local.Addr())
 		}
@@ -184,7 +184,7 @@ func (c *Conn) defaultTypeFor(l *snapshot.Location) []byte {
 
 // writeSimple writes a complete response with an in-memory body.
 func (c *Conn) writeSimple(status int, body []byte, ctype []byte, noCharset bool) {
-	x := &c.x
+	x := &c.w.x
 	x.status = status
 	h := head{status: status, contentType: ctype, charset: !noCharset, contentLength: int64(len(body))}
 	if status == 204 || status == 304 || status < 200 {
@@ -200,7 +200,7 @@ func (c *Conn) writeSimple(status int, body []byte, ctype []byte, noCharset bool
 // sendRedirect answers with a redirect; nginx sends its HTML body for 301,
 // 302, 303, 307 and 308.
 func (c *Conn) sendRedirect(code int, location []byte) {
-	x := &c.x
+	x := &c.w.x
 	x.status = code
 	if ep := c.errorPageFor(code); ep != nil {
 		c.runErrorPage(code, ep)
@@ -219,7 +219,7 @@ var textHTML = []byte("text/html")
 // errorPageFor returns the error_page entry of the current location for
 // status, unless one was already followed and recursive_error_pages is off.
 func (c *Conn) errorPageFor(status int) *snapshot.ErrorPage {
-	x := &c.x
+	x := &c.w.x
 	if x.loc == nil || x.loc.ErrorPages == nil || x.badRequest {
 		return nil
 	}
@@ -232,7 +232,7 @@ func (c *Conn) errorPageFor(status int) *snapshot.ErrorPage {
 // finalize answers with status: through error_page if one applies, else
 // nginx's built-in page (ngx_http_special_response_handler).
 func (c *Conn) finalize(status int) {
-	x := &c.x
+	x := &c.w.x
 	x.status = status
 	if ep := c.errorPageFor(status); ep != nil {
 		c.runErrorPage(status, ep)
@@ -260,7 +260,7 @@ func (c *Conn) finalize(status int) {
 
 // runErrorPage follows an error_page entry (ngx_http_send_error_page).
 func (c *Conn) runErrorPage(status int, ep *snapshot.ErrorPage) {
-	x := &c.x
+	x := &c.w.x
 	x.errorPage = true
 	x.hdrs = x.hdrs[:0]
 	code := status
@@ -298,7 +298,7 @@ func (c *Conn) runErrorPage(status int, ep *snapshot.ErrorPage) {
 // sendFile answers with a static file: conditional requests, ranges,
 // validators and expires (ngx_http_static_handler and its filters).
 func (c *Conn) sendFile(f *static.File) {
-	x := &c.x
+	x := &c.w.x
 	loc := x.loc
 	status := 200
 	if x.overrideStatus != 0 {
@@ -310,7 +310,7 @@ func (c *Conn) sendFile(f *static.File) {
 	}
 	x.hdrs = x.hdrs[:0]
 	if status == 200 {
-		switch static.Conditional(f, c.req.Header(hIfModifiedSince), c.req.Header(hIfNoneMatch), c.req.Header(hIfMatch), c.req.Header(hIfUnmodifiedSince), loc.IMS, loc.Etag) {
+		switch static.Conditional(f, c.w.req.Header(hIfModifiedSince), c.w.req.Header(hIfNoneMatch), c.w.req.Header(hIfMatch), c.w.req.Header(hIfUnmodifiedSince), loc.IMS, loc.Etag) {
 		case 304:
 			x.status = 304
 			if loc.Etag {
@@ -337,12 +337,12 @@ func (c *Conn) sendFile(f *static.File) {
 	}
 	off, n := int64(0), f.Size
 	if status == 200 {
-		if rh := c.req.Header(hRange); rh != nil && c.ifRange(f) {
+		if rh := c.w.req.Header(hRange); rh != nil && c.ifRange(f) {
 			ranges, st := static.ParseRange(rh, f.Size, x.ranges[:0])
 			switch st {
 			case 206:
 				status = 206
-				off, n = ranges[0].Start, ranges[0].Length
+				off, n = ranges[0].Start, ranges[0].Len()
 				x.hdrs = append(x.hdrs, "Content-Range: "...)
 				x.hdrs = static.AppendContentRange(x.hdrs, ranges[0], f.Size)
 				x.hdrs = append(x.hdrs, "\r\n"...)
@@ -395,7 +395,7 @@ func (c *Conn) sendFile(f *static.File) {
 // ifRange evaluates If-Range (RFC 9110 §13.1.5; nginx compares the entity
 // tag or the exact Last-Modified date).
 func (c *Conn) ifRange(f *static.File) bool {
-	ir := c.req.Header(hIfRange)
+	ir := c.w.req.Header(hIfRange)
 	if ir == nil {
 		return true
 	}

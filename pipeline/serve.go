@@ -49,8 +49,8 @@ func (x *exchange) init() {
 func (x *exchange) reset(c *Conn, srv *snapshot.Server) {
 	x.srv = srv
 	x.loc = srv.Root
-	x.uri = append(x.uri[:0], c.req.Path()...)
-	x.args = append(x.args[:0], c.req.Args()...)
+	x.uri = append(x.uri[:0], c.w.req.Path()...)
+	x.args = append(x.args[:0], c.w.req.Args()...)
 	x.caps = x.caps[:0]
 	x.capSrc = x.capSrc[:0]
 	x.hdrs = x.hdrs[:0]
@@ -59,7 +59,7 @@ func (x *exchange) reset(c *Conn, srv *snapshot.Server) {
 	x.internal = false
 	x.errorPage = false
 	x.badRequest = false
-	x.head = c.req.MethodID() == http1.MethodHEAD
+	x.head = c.w.req.MethodID() == http1.MethodHEAD
 	x.reqIDSet = false
 	x.overrideStatus = 0
 }
@@ -71,12 +71,12 @@ const maxRedirects = 10
 // serve routes the parsed request and produces its response.
 func (c *Conn) serve() {
 	srv := c.selectServer()
-	x := &c.x
+	x := &c.w.x
 	x.reset(c, srv)
-	if !c.req.KeepAlive() {
+	if !c.w.req.KeepAlive() {
 		c.closeNext = true
 	}
-	if c.req.Expect100() && c.req.ContentLength() != 0 {
+	if c.w.req.Expect100() && c.w.req.ContentLength() != 0 {
 		// We answer without reading the body; a client waiting for
 		// "100 Continue" may not send it, so the stream cannot be
 		// re-synchronised: close after the response.
@@ -88,12 +88,11 @@ func (c *Conn) serve() {
 // selectServer picks the virtual server by Host among those on the listening
 // socket (ngx_http_find_virtual_server), falling back to the default server.
 func (c *Conn) selectServer() *snapshot.Server {
-	host := c.req.Host()
+	host := c.w.req.Host()
 	if len(host) == 0 {
 		return c.ln.Default
 	}
-	idx, caps, ok := c.ln.Names.Match(host, c.x.caps[:0])
-	c.x.caps = caps[:0]
+	idx, _, ok := c.ln.Names.Match(host, nil)
 	if !ok {
 		return c.ln.Default
 	}
@@ -102,10 +101,18 @@ func (c *Conn) selectServer() *snapshot.Server {
 
 // route matches x.uri to a location and runs it.
 func (c *Conn) route() {
-	x := &c.x
-	idx, caps, ok := x.srv.Locations.Match(x.uri, x.caps[:0])
+	x := &c.w.x
+	var capBuf []int
+	if x.srv.NeedCaps {
+		capBuf = x.caps[:0]
+	}
+	idx, caps, ok := x.srv.Locations.Match(x.uri, capBuf)
 	if ok {
-		x.caps = caps
+		if caps != nil {
+			x.caps = caps
+		} else {
+			x.caps = x.caps[:0]
+		}
 		x.capSrc = append(x.capSrc[:0], x.uri...)
 		c.runLocation(x.srv.Locs[idx])
 		return
@@ -117,7 +124,7 @@ func (c *Conn) route() {
 // internalRedirect restarts location matching with a new URI (which may
 // carry "?args"), like ngx_http_internal_redirect.
 func (c *Conn) internalRedirect(uri []byte) {
-	x := &c.x
+	x := &c.w.x
 	x.redirects++
 	if x.redirects > maxRedirects {
 		// nginx: "rewrite or internal redirection cycle" -> 500.
@@ -135,9 +142,10 @@ func (c *Conn) internalRedirect(uri []byte) {
 
 // runLocation is the content phase of one location.
 func (c *Conn) runLocation(loc *snapshot.Location) {
-	x := &c.x
+	x := &c.w.x
 	x.loc = loc
-	x.keepalive = loc.KeepaliveTimeout
+	c.keepalive = loc.KeepaliveTimeout
+	c.sendTimeout = loc.SendTimeout
 	c.bodyTO = loc.ClientBodyTimeout
 	if c.requests >= loc.KeepaliveRequests || loc.KeepaliveTimeout == 0 {
 		c.closeNext = true
@@ -146,7 +154,7 @@ func (c *Conn) runLocation(loc *snapshot.Location) {
 		c.finalize(404)
 		return
 	}
-	if max := loc.ClientMaxBodySize; max > 0 && c.req.ContentLength() > max {
+	if max := loc.ClientMaxBodySize; max > 0 && c.w.req.ContentLength() > max {
 		// nginx checks client_max_body_size once the location is known
 		// (ngx_http_core_find_config_handler) and answers 413 with close.
 		c.finalize(413)
@@ -165,7 +173,7 @@ func (c *Conn) runLocation(loc *snapshot.Location) {
 
 // doReturn implements `return` (ngx_http_rewrite_return_code_handler).
 func (c *Conn) doReturn(r *snapshot.ReturnSpec) {
-	x := &c.x
+	x := &c.w.x
 	if !r.Has {
 		c.finalize(r.Code)
 		return
@@ -183,7 +191,7 @@ func loc(x *exchange) *snapshot.Location { return x.loc }
 
 // tryFiles implements try_files (ngx_http_try_files_handler).
 func (c *Conn) tryFiles(tf *snapshot.TryFiles) {
-	x := &c.x
+	x := &c.w.x
 	loc := x.loc
 	for i := range tf.Files {
 		x.scratch = c.eval(x.scratch[:0], &tf.Files[i])
@@ -225,7 +233,7 @@ func (c *Conn) tryFiles(tf *snapshot.TryFiles) {
 // mapPath builds the filesystem path of uri in loc: root + uri, or alias
 // replacing the location prefix (ngx_http_map_uri_to_path).
 func (c *Conn) mapPath(dst []byte, loc *snapshot.Location, uri []byte) []byte {
-	x := &c.x
+	x := &c.w.x
 	if loc.HasAlias {
 		dst = c.eval(dst, &loc.Alias)
 		x.docRoot = append(x.docRoot[:0], dst...)
@@ -247,14 +255,14 @@ func (c *Conn) mapPath(dst []byte, loc *snapshot.Location, uri []byte) []byte {
 // serveStatic serves x.uri from the filesystem (ngx_http_index_module +
 // ngx_http_static_module).
 func (c *Conn) serveStatic() {
-	x := &c.x
+	x := &c.w.x
 	loc := x.loc
 	uri := x.uri
 	if len(uri) > 0 && uri[len(uri)-1] == '/' {
 		c.serveIndex()
 		return
 	}
-	m := c.req.MethodID()
+	m := c.w.req.MethodID()
 	if m != http1.MethodGET && m != http1.MethodHEAD && m != http1.MethodPOST {
 		c.finalize(405)
 		return
@@ -286,7 +294,7 @@ func (c *Conn) serveStatic() {
 // serveIndex handles a URI ending in "/": the first existing index file is
 // an internal redirect; none -> 403 when the directory exists, else 404.
 func (c *Conn) serveIndex() {
-	x := &c.x
+	x := &c.w.x
 	loc := x.loc
 	for i := range loc.Index {
 		x.scratch = c.eval(x.scratch[:0], &loc.Index[i])

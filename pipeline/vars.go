@@ -33,8 +33,8 @@ func (c *Conn) eval(dst []byte, t *snapshot.Template) []byte {
 
 // appendVar appends one variable's value (ngx_http_variables.c semantics).
 func (c *Conn) appendVar(dst []byte, s *snapshot.Seg) []byte {
-	x := &c.x
-	r := &c.req
+	x := &c.w.x
+	r := &c.w.req
 	switch s.Var {
 	case snapshot.VarHost:
 		if h := r.Host(); len(h) > 0 {
@@ -56,7 +56,7 @@ func (c *Conn) appendVar(dst []byte, s *snapshot.Seg) []byte {
 		}
 		return dst
 	case snapshot.VarArg:
-		return append(dst, argValue(x.args, s.Arg)...)
+		return append(dst, argValue(x.args, s.ArgBytes)...)
 	case snapshot.VarScheme:
 		if c.tls {
 			return append(dst, "https"...)
@@ -105,15 +105,16 @@ func (c *Conn) appendVar(dst []byte, s *snapshot.Seg) []byte {
 		return appendAddr(dst, c.local.Addr())
 	case snapshot.VarServerProtocol:
 		dst = append(dst, "HTTP/"...)
-		dst = strconv.AppendInt(dst, int64(r.ProtoMajor()), 10)
+		major, minor := r.Proto()
+		dst = strconv.AppendInt(dst, int64(major), 10)
 		dst = append(dst, '.')
-		return strconv.AppendInt(dst, int64(r.ProtoMinor()), 10)
+		return strconv.AppendInt(dst, int64(minor), 10)
 	case snapshot.VarRequestMethod:
 		return append(dst, r.Method()...)
 	case snapshot.VarHTTP:
-		return append(dst, r.HeaderString(s.Arg)...)
+		return append(dst, r.Header(s.ArgBytes)...)
 	case snapshot.VarCookie:
-		return append(dst, cookieValue(r.HeaderString("cookie"), s.Arg)...)
+		return append(dst, cookieValue(r.Header(hCookie), s.Arg)...)
 	case snapshot.VarStatus:
 		st := x.status
 		if st == 0 {
@@ -137,9 +138,9 @@ func (c *Conn) appendVar(dst []byte, s *snapshot.Seg) []byte {
 	case snapshot.VarRequestFilename:
 		return append(dst, x.path...)
 	case snapshot.VarContentLength:
-		return append(dst, r.HeaderString("content-length")...)
+		return append(dst, r.Header(hContentLength)...)
 	case snapshot.VarContentType:
-		return append(dst, r.HeaderString("content-type")...)
+		return append(dst, r.Header(hContentType)...)
 	case snapshot.VarHostname:
 		return append(dst, hostname...)
 	case snapshot.VarNginxVersion:
@@ -157,7 +158,11 @@ func (c *Conn) appendVar(dst []byte, s *snapshot.Seg) []byte {
 	case snapshot.VarConnectionRequests:
 		return strconv.AppendInt(dst, int64(c.requests), 10)
 	case snapshot.VarRequest:
-		return append(dst, r.RequestLine()...)
+		h := r.HeadBytes()
+		if i := bytes.IndexByte(h, '\n'); i >= 0 {
+			h = bytes.TrimRight(h[:i], "\r")
+		}
+		return append(dst, h...)
 	case snapshot.VarTimeLocal:
 		return time.Now().AppendFormat(dst, "02/Jan/2006:15:04:05 -0700")
 	case snapshot.VarTimeISO8601:
@@ -178,7 +183,7 @@ func appendAddr(dst []byte, a netip.Addr) []byte {
 
 // argValue finds name in a query string; names compare case-insensitively
 // as in ngx_http_arg.
-func argValue(args []byte, name string) []byte {
+func argValue(args []byte, name []byte) []byte {
 	for len(args) > 0 {
 		var kv []byte
 		if i := bytes.IndexByte(args, '&'); i >= 0 {
@@ -190,7 +195,7 @@ func argValue(args []byte, name string) []byte {
 		if i := bytes.IndexByte(kv, '='); i >= 0 {
 			k, v = kv[:i], kv[i+1:]
 		}
-		if len(k) == len(name) && bytes.EqualFold(k, []byte(name)) {
+		if len(k) == len(name) && bytes.EqualFold(k, name) {
 			return v
 		}
 	}
@@ -213,3 +218,9 @@ func cookieValue(h []byte, name string) []byte {
 	}
 	return nil
 }
+
+var (
+	hCookie        = []byte("cookie")
+	hContentLength = []byte("content-length")
+	hContentType   = []byte("content-type")
+)

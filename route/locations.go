@@ -77,6 +77,9 @@ type Locations struct {
 	built bool
 }
 
+// NewLocations returns an empty location set; equivalent to new(Locations).
+func NewLocations() *Locations { return new(Locations) }
+
 // Add adds a server-level location (with its nested locations). Locations
 // must be added in configuration order. It returns nginx's configuration
 // error for invalid modifiers, uncompilable regexes, misplaced nested

@@ -9,9 +9,8 @@ import (
 // Warning is a non-fatal diagnostic returned by ServerNames.Add, equivalent
 // to an nginx "[warn]" line at configuration load. The name concerned was
 // handled the way nginx handles it (a conflicting name is ignored, so the
-// first server keeps it). Callers typically test with errors.As and print
-// Msg followed by nginx's " on ADDR" suffix, and treat any other error as
-// fatal ("[emerg]").
+// first server keeps it). Callers print Msg followed by nginx's " on ADDR"
+// suffix. The zero value is an empty message.
 type Warning struct {
 	Msg string
 }
@@ -68,21 +67,21 @@ func NewServerNames() *ServerNames {
 // regexes are tried in that order. Non-regex names are lowercased, as in
 // ngx_http_core_server_name.
 //
-// It returns nil, a *Warning (name conflicts with an earlier one and is
-// ignored; or contains '/'), or another error (invalid name or regex: the
-// configuration must be rejected). Only the building goroutine may call it.
-func (s *ServerNames) Add(name string, server int) error {
+// err is non-nil for an invalid name or regex (nginx "[emerg]": the
+// configuration must be rejected). Otherwise warn, when non-nil, is an
+// nginx "[warn]" to print: the name conflicts with an earlier one and was
+// ignored, or it contains '/'. Only the building goroutine may call it.
+func (s *ServerNames) Add(name string, server int) (warn *Warning, err error) {
 	if s.built {
-		return ErrBuilt
+		return nil, ErrBuilt
 	}
 	// Checks from ngx_http_core_server_name.
 	if name != "" {
 		ch := name[0]
 		if (ch == '*' && (len(name) < 3 || name[1] != '.')) || (ch == '.' && len(name) < 2) {
-			return fmt.Errorf("server name %q is invalid", name)
+			return nil, fmt.Errorf("server name %q is invalid", name)
 		}
 	}
-	var warn error
 	if strings.IndexByte(name, '/') >= 0 {
 		warn = &Warning{Msg: fmt.Sprintf("server name %q has suspicious symbols", name)}
 	}
@@ -93,16 +92,20 @@ func (s *ServerNames) Add(name string, server int) error {
 		caseless := strings.IndexFunc(pat, func(r rune) bool { return r >= 'A' && r <= 'Z' }) >= 0
 		re, err := CompileRegex(pat, caseless)
 		if err != nil {
-			return fmt.Errorf("server name %q: %w", name, err)
+			return nil, fmt.Errorf("server name %q: %w", name, err)
 		}
 		s.regex = append(s.regex, snRegex{re: re, server: server, groups: re.NumSubexp() > 0})
-		return warn
+		return warn, nil
 	}
 	name = strings.ToLower(name)
-	if err := s.addKey(name, server); err != nil {
-		return err
+	conflict, err := s.addKey(name, server)
+	if err != nil {
+		return nil, err
 	}
-	return warn
+	if conflict != nil {
+		warn = conflict
+	}
+	return warn, nil
 }
 
 // addKey mirrors ngx_hash_add_key(..., NGX_HASH_WILDCARD_KEY): the accepted
@@ -110,7 +113,7 @@ func (s *ServerNames) Add(name string, server int) error {
 // an earlier exact "x" (and then adds nothing), "*.x" and ".x" conflict
 // with each other, and an exact "x" conflicts with an earlier ".x" even if
 // that one's wildcard part had itself been ignored.
-func (s *ServerNames) addKey(name string, server int) error {
+func (s *ServerNames) addKey(name string, server int) (*Warning, error) {
 	invalid := fmt.Errorf("invalid server name or wildcard %q", name)
 	stars := 0
 	for i := 0; i < len(name); i++ {
@@ -118,12 +121,12 @@ func (s *ServerNames) addKey(name string, server int) error {
 		case name[i] == '*':
 			stars++
 			if stars > 1 {
-				return invalid
+				return nil, invalid
 			}
 		case name[i] == '.' && i+1 < len(name) && name[i+1] == '.':
-			return invalid
+			return nil, invalid
 		case name[i] == 0:
-			return invalid
+			return nil, invalid
 		}
 	}
 	conflict := &Warning{Msg: fmt.Sprintf("conflicting server name %q, ignored", name)}
@@ -131,11 +134,11 @@ func (s *ServerNames) addKey(name string, server int) error {
 	case len(name) > 1 && name[0] == '.':
 		key := name[1:]
 		if s.exactKeys[key] {
-			return conflict
+			return conflict, nil
 		}
 		s.exactKeys[key] = true
 		if _, dup := s.head[key]; dup {
-			return conflict
+			return conflict, nil
 		}
 		s.head[key] = server
 		// nginx serves "example.com" for ".example.com" from the wildcard
@@ -143,31 +146,31 @@ func (s *ServerNames) addKey(name string, server int) error {
 		// hash cannot also hold it (conflict above) and both are consulted
 		// before any other kind, an exact entry is equivalent.
 		s.exact[key] = server
-		return nil
+		return nil, nil
 	case len(name) > 2 && name[0] == '*' && name[1] == '.':
 		key := name[2:]
 		if _, dup := s.head[key]; dup {
-			return conflict
+			return conflict, nil
 		}
 		s.head[key] = server
-		return nil
+		return nil, nil
 	case len(name) > 2 && name[len(name)-2] == '.' && name[len(name)-1] == '*':
 		key := name[:len(name)-2]
 		if _, dup := s.tail[key]; dup {
-			return conflict
+			return conflict, nil
 		}
 		s.tail[key] = server
-		return nil
+		return nil, nil
 	}
 	if stars > 0 {
-		return invalid
+		return nil, invalid
 	}
 	if s.exactKeys[name] {
-		return conflict
+		return conflict, nil
 	}
 	s.exactKeys[name] = true
 	s.exact[name] = server
-	return nil
+	return nil, nil
 }
 
 // Build freezes the set; afterwards only Match may be called. It currently

@@ -10,11 +10,8 @@ func mustNames(t testing.TB, names ...[2]any) *ServerNames {
 	t.Helper()
 	s := NewServerNames()
 	for _, n := range names {
-		if err := s.Add(n[0].(string), n[1].(int)); err != nil {
-			var w *Warning
-			if !errors.As(err, &w) {
-				t.Fatalf("Add(%q): %v", n[0], err)
-			}
+		if _, err := s.Add(n[0].(string), n[1].(int)); err != nil {
+			t.Fatalf("Add(%q): %v", n[0], err)
 		}
 	}
 	s.Build()
@@ -87,20 +84,19 @@ func TestServerNamesConflicts(t *testing.T) {
 		{"", 1, ""}, {"", 2, `warn:conflicting server name ""`},
 	}
 	for _, st := range steps {
-		err := s.Add(st.name, st.server)
-		var w *Warning
+		w, err := s.Add(st.name, st.server)
 		switch {
 		case st.want == "":
-			if err != nil {
-				t.Errorf("%q: %v", st.name, err)
+			if err != nil || w != nil {
+				t.Errorf("%q: %v %v", st.name, w, err)
 			}
 		case strings.HasPrefix(st.want, "warn:"):
-			if !errors.As(err, &w) || !strings.Contains(w.Msg, st.want[5:]) {
-				t.Errorf("%q: %v, want warning %q", st.name, err, st.want)
+			if err != nil || w == nil || !strings.Contains(w.Msg, st.want[5:]) {
+				t.Errorf("%q: %v %v, want warning %q", st.name, w, err, st.want)
 			}
 		default:
-			if err == nil || errors.As(err, &w) || !strings.Contains(err.Error(), st.want) {
-				t.Errorf("%q: %v, want error %q", st.name, err, st.want)
+			if err == nil || w != nil || !strings.Contains(err.Error(), st.want) {
+				t.Errorf("%q: %v %v, want error %q", st.name, w, err, st.want)
 			}
 		}
 	}
@@ -114,7 +110,7 @@ func TestServerNamesConflicts(t *testing.T) {
 			t.Errorf("%q: got %d want %d", host, got, want)
 		}
 	}
-	if err := s.Add("late", 1); !errors.Is(err, ErrBuilt) {
+	if _, err := s.Add("late", 1); !errors.Is(err, ErrBuilt) {
 		t.Errorf("Add after Build: %v", err)
 	}
 }

@@ -103,7 +103,7 @@ func Compile(cfg *config.Config, prefix string) (*Snapshot, []Notice, error) {
 			return nil, nil, err
 		}
 	}
-	c.snap.Files = static.NewCache(static.CacheOptions{})
+	c.snap.Files = &static.Cache{}
 	return c.snap, c.notices, nil
 }
 
@@ -368,7 +368,9 @@ func (c *compiler) applyCommon(ds []*config.Directive, loc *Location, hl *Header
 				hl.LargeBuffers, hl.LargeBufferSize = n, int(sz)
 			}
 		case "merge_slashes":
-			hl.MergeSlashes = d.Args[0] == "on"
+			if d.Args[0] != "on" {
+				err = errAt(d, `"merge_slashes off" is not supported by edgeproxy`)
+			}
 		case "ignore_invalid_headers":
 			hl.IgnoreInvalidHeaders = d.Args[0] == "on"
 		case "underscores_in_headers":
@@ -691,6 +693,9 @@ func (c *compiler) compileLocation(d *config.Directive, parent *Location, srv *S
 	for _, t := range templatesOf(loc) {
 		if err := checkCaptures(t, caps); err != nil {
 			return route.Spec{}, errAt(d, "%s", err.Error())
+		}
+		if t.Uses(VarCapture) {
+			srv.NeedCaps = true
 		}
 	}
 	idx := len(srv.Locs)

@@ -55,6 +55,9 @@ type Server struct {
 	Locs       []*Location // indexed by the route payload
 	Root       *Location   // settings of the server level, used for requests that match no location
 	NameCaps   map[string]int
+	// NeedCaps is set when some template of the server uses regex
+	// captures; otherwise matching skips extracting them (no allocation).
+	NeedCaps bool
 	HeaderLims HeaderLimits
 }
 

@@ -58,6 +58,8 @@ type Seg struct {
 	// ("user_agent" -> "user-agent"), the argument name for $arg_NAME, the
 	// cookie name, or the capture name/number for VarCapture.
 	Arg string
+	// ArgBytes is Arg as bytes, for allocation-free header lookups.
+	ArgBytes []byte
 	// CaptureN is the capture number for $1..$9 (-1 for a named capture).
 	CaptureN int
 }
@@ -191,11 +193,12 @@ func resolveVar(name string) (Seg, error) {
 	}
 	switch {
 	case strings.HasPrefix(lname, "http_"):
-		return Seg{Var: VarHTTP, Arg: strings.ReplaceAll(lname[5:], "_", "-")}, nil
+		a := strings.ReplaceAll(lname[5:], "_", "-")
+		return Seg{Var: VarHTTP, Arg: a, ArgBytes: []byte(a)}, nil
 	case strings.HasPrefix(lname, "arg_"):
-		return Seg{Var: VarArg, Arg: name[4:]}, nil
+		return Seg{Var: VarArg, Arg: name[4:], ArgBytes: []byte(name[4:])}, nil
 	case strings.HasPrefix(lname, "cookie_"):
-		return Seg{Var: VarCookie, Arg: name[7:]}, nil
+		return Seg{Var: VarCookie, Arg: name[7:], ArgBytes: []byte(name[7:])}, nil
 	}
 	// A named regex capture is resolved when the template is bound to a
 	// location (see bindCaptures); until then it is an unknown variable.

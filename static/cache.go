@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"sync"
@@ -379,25 +380,27 @@ func Status(err error) int {
 	if err == nil {
 		return 200
 	}
-	var en syscall.Errno
-	switch e := err.(type) {
-	case syscall.Errno:
-		en = e
-	default:
-		if err == ErrNotRegular || err == ErrInvalidPath {
+	// Walk the wrap chain by hand: errors.As would make its target escape
+	// and allocate on every call.
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		switch e {
+		case ErrNotRegular, ErrInvalidPath:
 			return 404
 		}
-		if !errors.As(err, &en) {
-			if errors.Is(err, ErrNotRegular) || errors.Is(err, ErrInvalidPath) {
+		if en, ok := e.(syscall.Errno); ok {
+			switch en {
+			case syscall.ENOENT, syscall.ENOTDIR, syscall.ENAMETOOLONG:
 				return 404
+			case syscall.EACCES, syscall.EMLINK, syscall.ELOOP:
+				return 403
 			}
 			return 500
 		}
 	}
-	switch en {
-	case syscall.ENOENT, syscall.ENOTDIR, syscall.ENAMETOOLONG:
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return 404
-	case syscall.EACCES, syscall.EMLINK, syscall.ELOOP:
+	case errors.Is(err, fs.ErrPermission):
 		return 403
 	}
 	return 500

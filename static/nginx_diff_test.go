@@ -44,6 +44,8 @@ var diffLocs = []diffLoc{
 	{prefix: "/emodold/", nginx: "expires modified 1d;", expires: []string{"modified", "1d"}},
 	{prefix: "/edaily/", nginx: "expires @15h30m;", expires: []string{"@15h30m"}},
 	{prefix: "/ey/", nginx: "expires 1y;", expires: []string{"1y"}},
+	{prefix: "/esp/", nginx: `expires "1 2";`, expires: []string{"1 2"}},
+	{prefix: "/emix/", nginx: "expires 1M2w3d4h5m6s;", expires: []string{"1M2w3d4h5m6s"}},
 }
 
 type diffEnv struct {
@@ -459,6 +461,7 @@ func TestDifferentialNginx(t *testing.T) {
 		add(l.prefix + "missing")
 	}
 
+	statuses := map[int]int{}
 	for _, c := range cases {
 		name := c.uri
 		if len(name) > 40 {
@@ -476,6 +479,7 @@ func TestDifferentialNginx(t *testing.T) {
 		raw := env.serve(c.uri, c.hdrs, boundary, now)
 		ours, ourBody := readResp(t, bufio.NewReader(bytes.NewReader(raw)))
 
+		statuses[ngx.StatusCode]++
 		if ngx.StatusCode != ours.StatusCode {
 			t.Errorf("%s: status nginx %d, ours %d", name, ngx.StatusCode, ours.StatusCode)
 			continue
@@ -494,7 +498,13 @@ func TestDifferentialNginx(t *testing.T) {
 			t.Errorf("%s: bodies differ (nginx %d bytes, ours %d)", name, len(ngxBody), len(ourBody))
 		}
 	}
-	t.Logf("%d differential cases", len(cases))
+	t.Logf("%d differential cases, nginx statuses %v", len(cases), statuses)
+	// Guard against a vacuous comparison: every outcome must be exercised.
+	for _, st := range []int{200, 206, 301, 304, 403, 404, 412, 416} {
+		if statuses[st] == 0 {
+			t.Errorf("no case produced status %d", st)
+		}
+	}
 }
 
 // sameHeader compares header values, allowing the time-relative Expires

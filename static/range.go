@@ -257,7 +257,7 @@ func (m *Multipart) ContentLength(ranges []Range) int64 {
 	// Computed arithmetically (not by formatting) so that a long
 	// ContentType never needs a scratch allocation.
 	const delim = len("\r\n--") + 20 + len("\r\n")
-	n := int64(delim + len("--\r\n")) // trailer
+	n := int64(len("\r\n--") + 20 + len("--\r\n")) // trailer
 	hdr := int64(delim+len("Content-Range: bytes -/\r\n\r\n")) + digits(m.Size)
 	if len(m.ContentType) > 0 {
 		hdr += int64(len("Content-Type: \r\n") + len(m.ContentType))
