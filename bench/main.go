@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -52,7 +53,7 @@ func main() {
 	var o options
 	var backendMode bool
 	var backendAddr string
-	flag.StringVar(&o.edgeproxy, "edgeproxy", "bin/edgeproxy", "edgeproxy binary (built with `go build -o bin/edgeproxy ./cmd/edgeproxy` if missing)")
+	flag.StringVar(&o.edgeproxy, "edgeproxy", "bin/edgeproxy", "edgeproxy binary (built with go build -o bin/edgeproxy ./cmd/edgeproxy if missing)")
 	flag.StringVar(&o.nginx, "nginx", "/usr/sbin/nginx", "nginx binary")
 	flag.StringVar(&o.wrk, "wrk", "/usr/bin/wrk", "wrk binary")
 	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios (default all: "+strings.Join(scenarioNames(), ",")+")")
@@ -68,7 +69,7 @@ func main() {
 	flag.IntVar(&o.idleConns, "idle-conns", 10000, "connections opened by the idle10k scenario")
 	flag.DurationVar(&o.idleTimeout, "idle-timeout", 60*time.Second, "time bound for opening the idle connections")
 	flag.BoolVar(&o.verbose, "v", false, "print per-run details")
-	flag.IntVar(&o.nice, "nice", 0, "run the server and wrk under `nice -n N` (e.g. -10 as root on a busy shared machine; both sides alike)")
+	flag.IntVar(&o.nice, "nice", 0, "run the server, wrk and backend with autogroup nice N (e.g. -10 as root on a busy shared machine; both sides alike)")
 	flag.BoolVar(&backendMode, "backend", false, "internal: run the loopback HTTP backend (100 B and 10 KiB bodies)")
 	flag.StringVar(&backendAddr, "backend-addr", "127.0.0.1:0", "internal: backend listen address")
 	flag.Parse()
@@ -136,7 +137,10 @@ func run(o *options) (code int) {
 	go func() {
 		s := <-sigc
 		fmt.Fprintf(os.Stderr, "\nbench: got %v, stopping servers\n", s)
-		killAll()
+		shutdown()
+		if !o.keep {
+			removeTempDirs()
+		}
 		os.Exit(130)
 	}()
 
@@ -206,6 +210,32 @@ func run(o *options) (code int) {
 		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", o.out)
 	}
 	return 0
+}
+
+// Temp dirs still in use, removed by the signal handler (normal returns
+// remove their own).
+var tempDirs = struct {
+	sync.Mutex
+	m map[string]bool
+}{m: map[string]bool{}}
+
+func trackTempDir(dir string, on bool) {
+	tempDirs.Lock()
+	defer tempDirs.Unlock()
+	if on {
+		tempDirs.m[dir] = true
+	} else {
+		delete(tempDirs.m, dir)
+	}
+}
+
+func removeTempDirs() {
+	tempDirs.Lock()
+	defer tempDirs.Unlock()
+	for d := range tempDirs.m {
+		_ = os.RemoveAll(d)
+		delete(tempDirs.m, d)
+	}
 }
 
 // ensureEdgeproxy returns an absolute path to the edgeproxy binary, building

@@ -29,7 +29,8 @@ type proc struct {
 
 var registry = struct {
 	sync.Mutex
-	procs map[*proc]struct{}
+	procs  map[*proc]struct{}
+	closed bool // set by shutdown: no new children
 }{procs: map[*proc]struct{}{}}
 
 // startProc starts argv as a registered child in its own process group.
@@ -49,6 +50,9 @@ func startProc(name string, argv []string, dir string, stdout, stderr io.Writer,
 	}
 	registry.Lock()
 	defer registry.Unlock()
+	if registry.closed {
+		return nil, fmt.Errorf("start %s: harness is shutting down", name)
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -108,6 +112,14 @@ func (p *proc) doStop(grace time.Duration) {
 	registry.Lock()
 	delete(registry.procs, p)
 	registry.Unlock()
+}
+
+// shutdown forbids new children and stops the running ones.
+func shutdown() {
+	registry.Lock()
+	registry.closed = true
+	registry.Unlock()
+	killAll()
 }
 
 // killAll stops every child still registered. Safe to call repeatedly and

@@ -47,6 +47,7 @@ var (
 	mMBps metric = func(r runResult) float64 { return r.mbps }
 	mKiBC metric = func(r runResult) float64 { return r.kibPerConn }
 	mShr  metric = func(r runResult) float64 { return 100 * r.cpuShare }
+	mCPUB metric = func(r runResult) float64 { return r.cpuUsPerMB }
 )
 
 // roundRatios returns A/B of m for every round in which both runs succeeded.
@@ -140,17 +141,21 @@ func renderTable(e *benchEnv, results []scenarioResult) string {
 			continue
 		}
 		mb := "–"
+		cpu, cpuUnit := mCPU, ""
 		if s.sc.throughput {
 			mb = fmtPair(sideMedian(s.a, mMBps), sideMedian(s.b, mMBps), 0)
+			// Few, huge responses: CPU per MB is exact, per request is not
+			// (responses still in flight at the end cost CPU but do not count).
+			cpu, cpuUnit = mCPUB, " µs/MB"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name,
 			fmtNum(sideMedian(s.a, mRPS), 0), fmtNum(sideMedian(s.b, mRPS), 0),
 			fmtRatio(median(s.roundRatios(mRPS))), fmtRatio(median(s.roundRatios(mP50))), fmtRatio(median(s.roundRatios(mP99))),
-			fmtPair(sideMedian(s.a, mCPU), sideMedian(s.b, mCPU), 2), fmtRatio(median(s.roundRatios(mCPU))),
+			fmtPair(sideMedian(s.a, cpu), sideMedian(s.b, cpu), 2)+cpuUnit, fmtRatio(median(s.roundRatios(cpu))),
 			fmtPair(sideMedian(s.a, mRSS), sideMedian(s.b, mRSS), 1), fmtRatio(median(s.roundRatios(mRSS))), mb)
 		if ok > 0 {
 			notes = append(notes, fmt.Sprintf("**%s** per-round req/s ratios: %s; CPU ratios: %s; server CPU use %s %% of a core (e/n)", name,
-				fmtList(s.roundRatios(mRPS)), fmtList(s.roundRatios(mCPU)), fmtPair(sideMedian(s.a, mShr), sideMedian(s.b, mShr), 0)))
+				fmtList(s.roundRatios(mRPS)), fmtList(s.roundRatios(cpu)), fmtPair(sideMedian(s.a, mShr), sideMedian(s.b, mShr), 0)))
 		}
 	}
 	if len(notes) > 0 {

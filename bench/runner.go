@@ -31,6 +31,7 @@ type runResult struct {
 	p99Us       float64
 	mbps        float64
 	cpuUsPerReq float64 // server tree CPU µs per request (per connection for idle)
+	cpuUsPerMB  float64 // server tree CPU µs per MB read by wrk (throughput scenarios)
 	cpuShare    float64 // server tree CPU seconds per wall second during the run
 	peakRSSKB   uint64  // peak summed VmRSS of the server tree
 	non2xx      int64
@@ -58,7 +59,12 @@ func (e *benchEnv) runScenario(sc scenario) (res scenarioResult) {
 	res.sc = sc
 	tmp, err := prepareDir(sc)
 	if tmp != "" && !e.o.keep {
-		defer os.RemoveAll(tmp)
+		trackTempDir(tmp, true)
+		defer func() {
+			killAll() // nothing of this scenario may still use the dir
+			os.RemoveAll(tmp)
+			trackTempDir(tmp, false)
+		}()
 	}
 	if err != nil {
 		res.skipped = "setup: " + err.Error()
@@ -74,7 +80,7 @@ func (e *benchEnv) runScenario(sc scenario) (res scenarioResult) {
 	}
 	data := templateData{Port: port, Tmp: tmp, DocRoot: filepath.Join(tmp, "docroot")}
 	if sc.backend {
-		bp, bport, err := startBackend(tmp)
+		bp, bport, err := startBackend(tmp, e.o.nice)
 		if err != nil {
 			res.skipped = "backend: " + err.Error()
 			return res
@@ -140,7 +146,7 @@ func (e *benchEnv) logRun(round int, side serverSide, sc scenario, r runResult) 
 	}
 	extra := ""
 	if sc.throughput {
-		extra = fmt.Sprintf(" %.0fMB/s", r.mbps)
+		extra = fmt.Sprintf(" %.0fMB/s cpu=%.0fµs/MB", r.mbps, r.cpuUsPerMB)
 	}
 	if r.non2xx > 0 || r.sockErrs > 0 {
 		extra += fmt.Sprintf(" non2xx=%d sockerr=%d", r.non2xx, r.sockErrs)
@@ -198,11 +204,16 @@ func (e *benchEnv) runWrkLoad(sc scenario, side serverSide, tmp string, port int
 	if after.ticks >= before.ticks {
 		r.cpuShare = float64(after.ticks-before.ticks) / float64(e.clkTck) / wall.Seconds()
 	}
+	if w.bytes > 0 && after.ticks >= before.ticks {
+		// wrk counts bytes of unfinished responses too, so per-MB CPU is not
+		// skewed by the few huge responses still in flight at the end.
+		r.cpuUsPerMB = float64(after.ticks-before.ticks) * 1e6 / float64(e.clkTck) / (float64(w.bytes) / 1e6)
+	}
 	if w.requests > 0 && after.ticks >= before.ticks {
 		r.cpuUsPerReq = float64(after.ticks-before.ticks) * 1e6 / float64(e.clkTck) / float64(w.requests)
 	}
 	if w.requests == 0 {
-		r.err = "no requests completed"
+		r.err = fmt.Sprintf("no requests completed (socket errors: connect %d, read %d, write %d, timeout %d)", w.errConnect, w.errRead, w.errWrite, w.errTimeout)
 	} else if w.non2xx*100 > w.requests {
 		r.err = fmt.Sprintf("%d of %d responses were not 2xx/3xx", w.non2xx, w.requests)
 	}

@@ -150,7 +150,7 @@ func tailFile(path string, n int) string {
 // startBackend runs this same binary in -backend mode (it inherits the
 // harness's CPU 1 pinning, so it shares a core with wrk and never competes
 // with the server under test) and returns its port.
-func startBackend(tmp string) (*proc, int, error) {
+func startBackend(tmp string, nice int) (*proc, int, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, 0, err
@@ -166,7 +166,7 @@ func startBackend(tmp string) (*proc, int, error) {
 		return nil, 0, err
 	}
 	defer logf.Close()
-	p, err := startProc("backend", []string{self, "-backend", "-backend-addr", "127.0.0.1:0"}, tmp, pw, logf, syscall.SIGKILL, 0)
+	p, err := startProc("backend", []string{self, "-backend", "-backend-addr", "127.0.0.1:0"}, tmp, pw, logf, syscall.SIGKILL, nice)
 	pw.Close()
 	if err != nil {
 		return nil, 0, err

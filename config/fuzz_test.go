@@ -81,3 +81,20 @@ func FuzzLex(f *testing.F) {
 		}
 	})
 }
+
+// The realistic seed parses, and edgeproxy names the first directive it
+// lacks (the mime.types include is not expanded by Parse).
+func TestParseSeedConfig(t *testing.T) {
+	src, err := os.ReadFile("testdata/reverse-proxy.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs, err := Parse("rp.conf", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Validate(&Config{Main: dirs})
+	if err == nil || err.Error() != `"log_format" directive is not supported by edgeproxy in rp.conf:21` {
+		t.Fatalf("Validate = %v", err)
+	}
+}

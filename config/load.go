@@ -49,12 +49,16 @@ func Load(path string, opt Options) (*Config, error) {
 	// Every directive in the (possibly partial) tree was handled by nginx
 	// before it reached a syntax error, so a table error among them is the
 	// one nginx reports first.
-	notices, verr := validate(l.cfg, perr != nil)
+	notices, verr, unsupported := validate(l.cfg, perr != nil)
 	if verr != nil {
 		return nil, verr
 	}
 	if perr != nil {
 		return nil, perr
+	}
+	// edgeproxy's own verdict only once nginx would have accepted the file.
+	if unsupported != nil {
+		return nil, unsupported
 	}
 	l.cfg.Notices = notices
 	return l.cfg, nil

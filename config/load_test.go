@@ -13,7 +13,7 @@ import (
 func TestLoadTree(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{
-		"conf/nginx.conf": "events {}\nhttp {\n include sites/*.conf;\n server_tokens off;\n}\n",
+		"conf/nginx.conf":   "events {}\nhttp {\n include sites/*.conf;\n server_tokens off;\n}\n",
 		"conf/sites/b.conf": "server { listen 2; }\n",
 		"conf/sites/a.conf": "server { listen 1; }\n",
 	})

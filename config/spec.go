@@ -20,8 +20,11 @@ const (
 	// CtxFreeform is the Body of blocks whose content is not made of
 	// directives (types, map, geo, split_clients, charset_map): nginx parses
 	// them with a custom handler (cf->handler), so their lines are not
-	// looked up in the directive table.
-	CtxFreeform Context = 0
+	// looked up in the directive table. It is never a Contexts bit.
+	CtxFreeform Context = 1 << 15
+
+	// noBody is the Body of directives without a block.
+	noBody Context = 0
 
 	ctxAny = CtxMain | CtxEvents | CtxHTTP | CtxServer | CtxLocation |
 		CtxServerIf | CtxLocationIf | CtxLimitExcept | CtxUpstream
@@ -117,7 +120,8 @@ type Spec struct {
 	// check for an already-set value).
 	Unique bool
 	// Body is the context of the directives inside the block, for Block
-	// directives; CtxFreeform for blocks nginx parses with a custom handler.
+	// directives; CtxFreeform for blocks nginx parses with a custom handler;
+	// zero (noBody) for directives without a block.
 	Body Context
 }
 

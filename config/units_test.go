@@ -33,9 +33,9 @@ func TestParseTime(t *testing.T) {
 	const bad = time.Duration(-1)
 	day := 24 * time.Hour
 	for _, tt := range []struct {
-		in       string
-		msec     time.Duration // ngx_parse_time(s, 0)
-		sec      time.Duration // ngx_parse_time(s, 1)
+		in   string
+		msec time.Duration // ngx_parse_time(s, 0)
+		sec  time.Duration // ngx_parse_time(s, 1)
 	}{
 		{"65", 65 * time.Second, 65 * time.Second},
 		{"0", 0, 0},

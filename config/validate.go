@@ -2,36 +2,43 @@ package config
 
 // Validate checks every directive against the directive table, in the order
 // nginx handles them (ngx_conf_handler), and returns the first error with
-// nginx's wording. On top of nginx's own checks it rejects directives
-// edgeproxy does not implement (`"rewrite" directive is not supported by
-// edgeproxy`) and returns a Notice for every directive that is accepted but
-// has no effect.
+// nginx's wording. Only when nginx itself would accept the configuration
+// does it report edgeproxy's own verdict: the first directive edgeproxy does
+// not implement (`"rewrite" directive is not supported by edgeproxy`), so a
+// broken nginx.conf always gets nginx's message. It returns a Notice for
+// every directive that is accepted but has no effect.
 //
 // A Config without an events block is rejected like nginx does (`no
 // "events" section in configuration`). Directives named "include" that are
 // still present (a tree from Parse) are checked but not expanded.
 // Validate does not modify c and may be called from any goroutine.
 func Validate(c *Config) (notices []Notice, err error) {
-	n, verr := validate(c, false)
+	n, verr, unsupported := validate(c, false)
 	if verr != nil {
 		return n, verr
+	}
+	if unsupported != nil {
+		return n, unsupported
 	}
 	return n, nil
 }
 
 type validator struct {
-	notices []Notice
+	notices     []Notice
+	unsupported *Error // first directive edgeproxy does not implement
 }
 
-// validate checks c; partial is set when c is what was read before a syntax
-// error, so the checks nginx only makes after a complete parse are skipped.
-func validate(c *Config, partial bool) ([]Notice, *Error) {
+// validate checks c and returns nginx's first error (nginxErr) and,
+// separately, edgeproxy's first "not supported" error. partial is set when
+// c is what was read before a syntax error, so the checks nginx only makes
+// after a complete parse are skipped.
+func validate(c *Config, partial bool) (notices []Notice, nginxErr, unsupported *Error) {
 	v := &validator{}
 	if err := v.block(c.Main, CtxMain); err != nil {
-		return v.notices, err
+		return v.notices, err, v.unsupported
 	}
 	if partial {
-		return v.notices, nil
+		return v.notices, nil, v.unsupported
 	}
 	// ngx_event_init_conf: checked once the whole file is parsed.
 	hasEvents := false
@@ -41,9 +48,16 @@ func validate(c *Config, partial bool) ([]Notice, *Error) {
 		}
 	}
 	if !hasEvents {
-		return v.notices, &Error{Msg: `no "events" section in configuration`}
+		return v.notices, &Error{Msg: `no "events" section in configuration`}, v.unsupported
 	}
-	return v.notices, nil
+	return v.notices, nil, v.unsupported
+}
+
+// unsupportedAt records the first edgeproxy-only error.
+func (v *validator) unsupportedAt(d *Directive, msg string) {
+	if v.unsupported == nil {
+		v.unsupported = dirErr(d, msg)
+	}
 }
 
 // block validates the directives of one block whose content is in ctx.
@@ -91,13 +105,13 @@ func (v *validator) block(dirs []*Directive, ctx Context) *Error {
 			}
 			seen[d.Name] = true
 		}
-		if err := checkValue(d); err != nil {
+		if err := v.checkValue(d); err != nil {
 			return err
 		}
 
 		switch spec.Support {
 		case NotImplemented:
-			return dirErr(d, `"`+name+`" directive is not supported by edgeproxy`)
+			v.unsupportedAt(d, `"`+name+`" directive is not supported by edgeproxy`)
 		case Accepted:
 			v.notices = append(v.notices, Notice{
 				File: d.File, Line: d.Line, Directive: d.Name,
@@ -147,7 +161,7 @@ func freeform(dirs []*Directive) *Error {
 
 // checkValue holds the few argument checks of directive handlers that
 // Validate makes itself; everything else is left to the compiler.
-func checkValue(d *Directive) *Error {
+func (v *validator) checkValue(d *Directive) *Error {
 	switch d.Name {
 	case "worker_processes":
 		// ngx_set_worker_processes: "auto" or a number.
@@ -158,7 +172,7 @@ func checkValue(d *Directive) *Error {
 		}
 	case "autoindex":
 		if on, _ := ParseFlag(d.Args[0]); on {
-			return dirErr(d, `"autoindex on" is not supported by edgeproxy, only "autoindex off"`)
+			v.unsupportedAt(d, `"autoindex on" is not supported by edgeproxy, only "autoindex off"`)
 		}
 	}
 	return nil

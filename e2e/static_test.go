@@ -83,7 +83,7 @@ http {
         location /epoch { expires epoch; }
         location /neg { expires -1; }
         location /noetag { etag off; }
-        location /vars { return 200 "$request_method $uri $args $host $server_port $scheme\n"; }
+        location /vars { return 200 "$request_method $uri $args $host $scheme\n"; }
     }
 }
 `
@@ -109,7 +109,7 @@ func TestStaticDifferential(t *testing.T) {
 		{name: "dir-missing", raw: get("/nodir/"), status: 404},
 		{name: "ims-304", raw: get("/a.txt", "If-Modified-Since: "+lm+"\r\n"), status: 304},
 		{name: "ims-older", raw: get("/a.txt", "If-Modified-Since: Tue, 30 Apr 2024 12:00:00 GMT\r\n"), status: 200},
-		{name: "inm-304", raw: get("/a.txt", "If-None-Match: \"66322e40-400\"\r\n"), status: 304},
+		{name: "inm-304", raw: get("/a.txt", "If-None-Match: \"66322ec0-400\"\r\n"), status: 304},
 		{name: "inm-star", raw: get("/a.txt", "If-None-Match: *\r\n"), status: 304},
 		{name: "inm-other", raw: get("/a.txt", "If-None-Match: \"xyz\"\r\n"), status: 200},
 		{name: "range", raw: get("/a.txt", "Range: bytes=0-9\r\n"), status: 206},
@@ -117,7 +117,7 @@ func TestStaticDifferential(t *testing.T) {
 		{name: "range-open", raw: get("/a.txt", "Range: bytes=1000-\r\n"), status: 206},
 		{name: "range-416", raw: get("/a.txt", "Range: bytes=5000-6000\r\n"), status: 416},
 		{name: "range-bad", raw: get("/a.txt", "Range: items=1-2\r\n"), status: 200},
-		{name: "if-range-match", raw: get("/a.txt", "Range: bytes=0-9\r\nIf-Range: \"66322e40-400\"\r\n"), status: 206},
+		{name: "if-range-match", raw: get("/a.txt", "Range: bytes=0-9\r\nIf-Range: \"66322ec0-400\"\r\n"), status: 206},
 		{name: "if-range-miss", raw: get("/a.txt", "Range: bytes=0-9\r\nIf-Range: \"nope\"\r\n"), status: 200},
 		{name: "alias-expires", raw: get("/media/photo.jpg"), status: 200},
 		{name: "regex-expires-max", raw: get("/assets/app.js"), status: 200},

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -21,6 +22,7 @@ var (
 	ngxAddr string // location / { return 200 "ok"; }
 	ngxEcho string // echoes $uri, $args, $host, $request_uri, $arg_a
 	ngxCmd  *exec.Cmd
+	ngxDir  string
 	ngxErr  error
 )
 
@@ -46,6 +48,7 @@ func startNginx(t testing.TB) {
 			ngxErr = err
 			return
 		}
+		ngxDir = dir
 		os.MkdirAll(filepath.Join(dir, "logs"), 0o755)
 		p1, err1 := freePort()
 		p2, err2 := freePort()
@@ -93,8 +96,19 @@ http {
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if ngxCmd != nil {
-		ngxCmd.Process.Kill()
-		ngxCmd.Wait()
+		// SIGTERM, not SIGKILL: the master must live to stop its workers.
+		ngxCmd.Process.Signal(syscall.SIGTERM)
+		waited := make(chan struct{})
+		go func() { ngxCmd.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-time.After(5 * time.Second):
+			ngxCmd.Process.Kill()
+			<-waited
+		}
+	}
+	if ngxDir != "" {
+		os.RemoveAll(ngxDir)
 	}
 	os.Exit(code)
 }

@@ -11,7 +11,7 @@ import (
 // ServerVersion replaces "nginx/1.22.1" (server_tokens on).
 const (
 	ServerName    = "edgeproxy"
-	ServerVersion = "edgeproxy/1.0"
+	ServerVersion = "edgeproxy/0.1.0"
 )
 
 // reasons are nginx's status lines (ngx_http_status_lines), checked

@@ -103,76 +103,78 @@ func FuzzReqZone(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, uint8(3), uint8(5))
 	f.Add([]byte{1, 0x90, 2, 0x81, 3, 0xff, 0x41, 0, 0x82, 0, 0xc3, 7}, uint8(0), uint8(1))
 	f.Add([]byte("the quick brown fox jumps over the lazy dog"), uint8(10), uint8(200))
-	f.Fuzz(func(t *testing.T, ops []byte, burst8, rate8 uint8) {
-		burst, rate := int64(burst8%20), int64(rate8)*37+1
-		z := newReqZone("fuzz", 1<<20, rate, 1)
-		// Only 2 hash bits: most keys collide, so the full-key compare decides.
-		z.hash = func(b []byte) uint64 { return xxhash.Sum64(b) & 3 }
-		m := &model{rate: rate, nodes: map[string]*modelNode{}}
+	f.Fuzz(fuzzReqZone)
+}
 
-		small := newReqZone("small", 2*pageCost(reqHdr+1), rate, 1)
-		small.hash = z.hash
-		passesAt := map[string]int64{}
-		var smallNow int64 = -1
+func fuzzReqZone(t *testing.T, ops []byte, burst8, rate8 uint8) {
+	burst, rate := int64(burst8%20), int64(rate8)*37+1
+	z := newReqZone("fuzz", 1<<20, rate, 1)
+	// Only 2 hash bits: most keys collide, so the full-key compare decides.
+	z.hash = func(b []byte) uint64 { return xxhash.Sum64(b) & 3 }
+	m := &model{rate: rate, nodes: map[string]*modelNode{}}
 
-		now := int64(1_000_000)
-		for i := 0; i+1 < len(ops); i += 2 {
-			op, arg := ops[i], ops[i+1]
-			switch {
-			case arg&0xc0 == 0xc0:
-				now -= int64(arg&0x3f) * 1500 // backwards, sometimes past 60 s
-			case arg&0x80 != 0:
-				now += int64(arg&0x3f) * int64(arg&0x3f) * 3
-			}
-			key := fmt.Sprintf("k%d", op&15)
-			if op&0x10 != 0 {
-				key += "-a-much-longer-key-that-spans-several-words"
-			}
-			switch op >> 5 {
-			case 0, 1, 2, 3: // the last (or only) limit_req
-				r, e := z.Decide([]byte(key), now, burst, NoDelay)
-				ok, me := m.lookup(key, now, burst, true)
-				if (r == Passed) != ok || e != me || (r != Passed && r != Busy) {
-					t.Fatalf("op %d %s at %d: zone %v/%d, nginx model ok=%v/%d", i, key, now, r, e, ok, me)
-				}
-			case 4, 5: // an earlier limit_req that all later ones accepted
-				r, e, h := z.Lookup([]byte(key), now, burst)
-				ok, me := m.lookup(key, now, burst, false)
-				if (r == Held) != ok || e != me {
-					t.Fatalf("op %d lookup %s at %d: zone %v/%d, model ok=%v/%d", i, key, now, r, e, ok, me)
-				}
-				if ok {
-					if c, mc := h.Commit(now), m.commit(key, now); c != mc {
-						t.Fatalf("op %d commit %s: zone %d, model %d", i, key, c, mc)
-					}
-				}
-			default: // an earlier limit_req whose request a later one rejected
-				r, _, h := z.Lookup([]byte(key), now, burst)
-				if ok, _ := m.lookup(key, now, burst, false); (r == Held) != ok {
-					t.Fatalf("op %d lookup/release %s: zone %v, model ok=%v", i, key, r, ok)
-				}
-				h.Release()
-			}
+	small := newReqZone("small", 2*pageCost(reqHdr+1), rate, 1)
+	small.hash = z.hash
+	passesAt := map[string]int64{}
+	var smallNow int64 = -1
 
-			// Churn through a 170-node zone with up to 256 keys.
-			if now != smallNow {
-				smallNow, passesAt = now, map[string]int64{}
+	now := int64(1_000_000)
+	for i := 0; i+1 < len(ops); i += 2 {
+		op, arg := ops[i], ops[i+1]
+		switch {
+		case arg&0xc0 == 0xc0:
+			now -= int64(arg&0x3f) * 1500 // backwards, sometimes past 60 s
+		case arg&0x80 != 0:
+			now += int64(arg&0x3f) * int64(arg&0x3f) * 3
+		}
+		key := fmt.Sprintf("k%d", op&15)
+		if op&0x10 != 0 {
+			key += "-a-much-longer-key-that-spans-several-words"
+		}
+		switch op >> 5 {
+		case 0, 1, 2, 3: // the last (or only) limit_req
+			r, e := z.Decide([]byte(key), now, burst, NoDelay)
+			ok, me := m.lookup(key, now, burst, true)
+			if (r == Passed) != ok || e != me || (r != Passed && r != Busy) {
+				t.Fatalf("op %d %s at %d: zone %v/%d, nginx model ok=%v/%d", i, key, now, r, e, ok, me)
 			}
-			sk := fmt.Sprintf("%d", int(op)*int(arg)%256)
-			if r, _ := small.Decide([]byte(sk), now, burst, NoDelay); r == Passed {
-				if passesAt[sk]++; passesAt[sk] > 1+burst {
-					// Only an eviction may reset a key, and only forcibly
-					// when the zone is full.
-					if small.Len() < small.Capacity(8) {
-						t.Fatalf("key %s passed %d times at %d with burst %d", sk, passesAt[sk], now, burst)
-					}
+		case 4, 5: // an earlier limit_req that all later ones accepted
+			r, e, h := z.Lookup([]byte(key), now, burst)
+			ok, me := m.lookup(key, now, burst, false)
+			if (r == Held) != ok || e != me {
+				t.Fatalf("op %d lookup %s at %d: zone %v/%d, model ok=%v/%d", i, key, now, r, e, ok, me)
+			}
+			if ok {
+				if c, mc := h.Commit(now), m.commit(key, now); c != mc {
+					t.Fatalf("op %d commit %s: zone %d, model %d", i, key, c, mc)
+				}
+			}
+		default: // an earlier limit_req whose request a later one rejected
+			r, _, h := z.Lookup([]byte(key), now, burst)
+			if ok, _ := m.lookup(key, now, burst, false); (r == Held) != ok {
+				t.Fatalf("op %d lookup/release %s: zone %v, model ok=%v", i, key, r, ok)
+			}
+			h.Release()
+		}
+
+		// Churn through a 170-node zone with up to 256 keys.
+		if now != smallNow {
+			smallNow, passesAt = now, map[string]int64{}
+		}
+		sk := fmt.Sprintf("%d", int(op)*int(arg)%256)
+		if r, _ := small.Decide([]byte(sk), now, burst, NoDelay); r == Passed {
+			if passesAt[sk]++; passesAt[sk] > 1+burst {
+				// Only an eviction may reset a key, and only forcibly
+				// when the zone is full.
+				if small.Len() < small.Capacity(8) {
+					t.Fatalf("key %s passed %d times at %d with burst %d", sk, passesAt[sk], now, burst)
 				}
 			}
 		}
-		checkReqZone(t, z)
-		checkReqZone(t, small)
-		if z.Len() != len(m.nodes) {
-			t.Fatalf("zone has %d keys, model %d", z.Len(), len(m.nodes))
-		}
-	})
+	}
+	checkReqZone(t, z)
+	checkReqZone(t, small)
+	if z.Len() != len(m.nodes) {
+		t.Fatalf("zone has %d keys, model %d", z.Len(), len(m.nodes))
+	}
 }

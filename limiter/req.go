@@ -21,7 +21,7 @@ const (
 
 	// reqHdr is the node header in words: hash, meta (low 32 bits: pins held
 	// by Lookup, nginx's lr->count), excess, last, LRU links.
-	reqHdr = 5
+	reqHdr  = 5
 	wExcess = 2
 	wLast   = 3
 	wLRU    = 4

@@ -86,9 +86,7 @@ var connIDs atomic.Uint64
 // $scheme https.
 func NewConn(t Transport, snap *snapshot.Snapshot, ln *snapshot.Listener, remote, local netip.AddrPort, isTLS bool) *Conn {
 	c := &Conn{t: t, snap: snap, ln: ln, remote: remote, local: local, tls: isTLS, id: connIDs.Add(1)}
-	c.w.out = make([]byte, 0, 4096)
-	c.w.iov = make([][]byte, 0, 4)
-	c.w.x.init()
+	c.sendTimeout = 60 * time.Second
 	c.setDeadline(ln.Default.HeaderLims.ClientHeaderTimeout)
 	return c
 }
@@ -227,12 +225,28 @@ func (c *Conn) readHead(data []byte) (int, bool) {
 		status := 400
 		if he, ok := err.(*http1.Error); ok {
 			status = he.Status
+			if he.Page != 0 {
+				status = he.Page // 494: "400 Request Header Or Cookie Too Large"
+			}
 		}
 		c.w.x.reset(c, srvDefault)
 		c.w.x.badRequest = true
 		c.closeNext = true
 		c.w.x.loc = srvDefault.Root
 		c.finalize(status)
+		c.phase = phaseClosing
+		c.flush()
+		c.t.Close()
+		return len(data), false
+	}
+	if c.w.req.Chunked() && !chunkedValid(data[n:]) {
+		// nginx discards the body before answering when it is already
+		// here, and a malformed one is a 400 with close
+		// (ngx_http_discard_request_body -> ngx_http_parse_chunked).
+		c.w.x.reset(c, srvDefault)
+		c.w.x.badRequest = true
+		c.closeNext = true
+		c.finalize(400)
 		c.phase = phaseClosing
 		c.flush()
 		c.t.Close()
@@ -361,3 +375,20 @@ func (c *Conn) writeBody(b []byte) {
 
 // SendTimeout is send_timeout of the location serving the current request.
 func (c *Conn) SendTimeout() time.Duration { return c.sendTimeout }
+
+// chunkedValid reports whether the chunked body bytes already received are
+// well-formed so far.
+func chunkedValid(b []byte) bool {
+	var d http1.ChunkedDecoder
+	for len(b) > 0 {
+		n, _, done, err := d.Decode(b)
+		if err != nil {
+			return false
+		}
+		if done || n == 0 {
+			return true
+		}
+		b = b[n:]
+	}
+	return true
+}

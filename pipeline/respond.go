@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"strconv"
 	"time"
 
@@ -11,11 +10,11 @@ import (
 )
 
 // Version is the product version shown in the Server header with
-// server_tokens on.
+// server_tokens on (http1.ServerVersion carries the same for error pages).
 const Version = "0.1.0"
 
 var (
-	serverOn  = []byte("Server: edgeproxy/" + Version + "\r\n")
+	serverOn  = []byte("Server: " + http1.ServerVersion + "\r\n")
 	serverOff = []byte("Server: edgeproxy\r\n")
 )
 
@@ -47,6 +46,7 @@ type head struct {
 	contentLength int64 // -1: none
 	lastModified  []byte
 	location      []byte
+	filterStatus  int // status add_header decides on, when not status
 }
 
 // writeHead appends the status line and headers in nginx's order
@@ -60,6 +60,7 @@ func (c *Conn) writeHead(h *head) {
 		// error_page: the response keeps the error's code (or "=code"),
 		// whatever the target location answers (ngx_http_send_header).
 		h.status = x.overrideStatus
+		h.filterStatus = 0
 	}
 	x.status = h.status
 	b := c.w.out
@@ -110,7 +111,11 @@ func (c *Conn) writeHead(h *head) {
 	b = append(b, x.hdrs...)
 	c.w.out = b
 	if len(loc.AddHeaders) > 0 {
-		c.appendAddHeaders(h.status)
+		fs := h.status
+		if h.filterStatus != 0 {
+			fs = h.filterStatus
+		}
+		c.appendAddHeaders(fs)
 	}
 	c.w.out = append(c.w.out, "\r\n"...)
 }
@@ -327,33 +332,47 @@ func (c *Conn) sendFile(f *static.File) {
 			return
 		}
 	}
-	if loc.Etag && status == 200 {
+	// The headers filter (expires, add_header) runs before the range
+	// filter in nginx, so both see the status as it was before a Range
+	// turned it into 206 or 416.
+	filterStatus := status
+	etagEnd := 0
+	if loc.Etag {
+		// nginx keeps ETag on error pages served from files too.
 		x.hdrs = append(x.hdrs, "ETag: "...)
 		x.hdrs = append(x.hdrs, f.ETag...)
 		x.hdrs = append(x.hdrs, "\r\n"...)
+		etagEnd = len(x.hdrs)
 	}
-	if status == 200 || addHeaderStatus(status) {
+	if loc.Expires.AppliesTo(status) {
 		x.hdrs = loc.Expires.AppendHeaders(x.hdrs, time.Now(), f.ModTime)
 	}
 	off, n := int64(0), f.Size
 	if status == 200 {
-		if rh := c.w.req.Header(hRange); rh != nil && c.ifRange(f) {
+		acceptRanges := true
+		if rh := c.w.req.Header(hRange); rh != nil && static.IfRange(f, c.w.req.Header(hIfRange), loc.Etag) {
 			ranges, st := static.ParseRange(rh, f.Size, x.ranges[:0])
 			switch st {
 			case 206:
-				status = 206
-				off, n = ranges[0].Start, ranges[0].Len()
-				x.hdrs = append(x.hdrs, "Content-Range: "...)
-				x.hdrs = static.AppendContentRange(x.hdrs, ranges[0], f.Size)
-				x.hdrs = append(x.hdrs, "\r\n"...)
+				if len(ranges) == 1 {
+					status = 206
+					acceptRanges = false
+					off, n = ranges[0].Start, ranges[0].Len()
+					x.hdrs = append(x.hdrs, "Content-Range: "...)
+					x.hdrs = static.AppendContentRange(x.hdrs, ranges[0], f.Size)
+					x.hdrs = append(x.hdrs, "\r\n"...)
+				}
+				// Several ranges: served whole (multipart/byteranges
+				// is not implemented yet; a full 200 is a valid answer).
 			case 416:
 				x.status = 416
-				x.hdrs = x.hdrs[:0]
+				// nginx's 416 keeps Expires but not ETag.
+				x.hdrs = append(x.hdrs[:0], x.hdrs[etagEnd:]...)
 				x.hdrs = append(x.hdrs, "Content-Range: bytes */"...)
 				x.hdrs = strconv.AppendInt(x.hdrs, f.Size, 10)
 				x.hdrs = append(x.hdrs, "\r\n"...)
 				body := http1.ErrorPageBody(416, loc.ServerTokens)
-				h := head{status: 416, contentType: textHTML, contentLength: int64(len(body))}
+				h := head{status: 416, filterStatus: filterStatus, contentType: textHTML, contentLength: int64(len(body))}
 				c.writeHead(&h)
 				if !x.head {
 					c.writeBody(body)
@@ -361,10 +380,12 @@ func (c *Conn) sendFile(f *static.File) {
 				return
 			}
 		}
-		x.hdrs = append(x.hdrs, "Accept-Ranges: bytes\r\n"...)
+		if acceptRanges {
+			x.hdrs = append(x.hdrs, "Accept-Ranges: bytes\r\n"...)
+		}
 	}
 	x.status = status
-	h := head{status: status, contentType: ctype, charset: true, contentLength: n}
+	h := head{status: status, filterStatus: filterStatus, contentType: ctype, charset: true, contentLength: n}
 	if status == 200 || status == 206 {
 		h.lastModified = f.LastModified
 	}
@@ -390,19 +411,6 @@ func (c *Conn) sendFile(f *static.File) {
 	c.phase = phaseSending
 	c.deadline.Store(0)
 	c.t.SendFile(fd, off, n)
-}
-
-// ifRange evaluates If-Range (RFC 9110 §13.1.5; nginx compares the entity
-// tag or the exact Last-Modified date).
-func (c *Conn) ifRange(f *static.File) bool {
-	ir := c.w.req.Header(hIfRange)
-	if ir == nil {
-		return true
-	}
-	if len(ir) > 0 && ir[0] == '"' {
-		return bytes.Equal(ir, f.ETag)
-	}
-	return bytes.Equal(ir, f.LastModified)
 }
 
 var (

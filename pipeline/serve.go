@@ -34,10 +34,13 @@ type exchange struct {
 	reqIDSet       bool
 	overrideStatus int // status forced by error_page (0: none)
 	ranges         []static.Range
+	hostCaps       []int // captures of a server_name regex, into hostSrc
+	hostSrc        []byte
 }
 
 func (x *exchange) init() {
 	x.uri = make([]byte, 0, 256)
+	x.hostCaps = make([]int, 0, 20)
 	x.args = make([]byte, 0, 128)
 	x.caps = make([]int, 0, 20)
 	x.scratch = make([]byte, 0, 512)
@@ -76,11 +79,11 @@ func (c *Conn) serve() {
 	if !c.w.req.KeepAlive() {
 		c.closeNext = true
 	}
-	if c.w.req.Expect100() && c.w.req.ContentLength() != 0 {
-		// We answer without reading the body; a client waiting for
-		// "100 Continue" may not send it, so the stream cannot be
-		// re-synchronised: close after the response.
-		c.closeNext = true
+	if c.w.req.Expect100() {
+		// nginx answers "100 Continue" as soon as it starts reading or
+		// discarding the body (ngx_http_test_expect), so the client sends
+		// it and the connection stays usable.
+		c.w.out = append(c.w.out, "HTTP/1.1 100 Continue\r\n\r\n"...)
 	}
 	c.route()
 }
@@ -92,7 +95,17 @@ func (c *Conn) selectServer() *snapshot.Server {
 	if len(host) == 0 {
 		return c.ln.Default
 	}
-	idx, _, ok := c.ln.Names.Match(host, nil)
+	var capBuf []int
+	if c.ln.NeedCaps {
+		capBuf = c.w.x.hostCaps[:0]
+	}
+	idx, caps, ok := c.ln.Names.Match(host, capBuf)
+	if caps != nil {
+		c.w.x.hostCaps = caps
+		c.w.x.hostSrc = append(c.w.x.hostSrc[:0], host...)
+	} else {
+		c.w.x.hostCaps = c.w.x.hostCaps[:0]
+	}
 	if !ok {
 		return c.ln.Default
 	}

@@ -169,6 +169,12 @@ func (c *Conn) appendVar(dst []byte, s *snapshot.Seg) []byte {
 		return time.Now().AppendFormat(dst, "2006-01-02T15:04:05-07:00")
 	case snapshot.VarCapture:
 		n := s.CaptureN
+		if s.HostCap {
+			if 2*n+1 < len(x.hostCaps) && x.hostCaps[2*n] >= 0 {
+				return append(dst, x.hostSrc[x.hostCaps[2*n]:x.hostCaps[2*n+1]]...)
+			}
+			return dst
+		}
 		if 2*n+1 < len(x.caps) && x.caps[2*n] >= 0 {
 			return append(dst, x.capSrc[x.caps[2*n]:x.caps[2*n+1]]...)
 		}

@@ -407,7 +407,7 @@ func dur(d *config.Directive, s string) (time.Duration, error) {
 }
 
 func size(d *config.Directive, s string) (int64, error) {
-	n, err := config.ParseSize(s)
+	n, err := config.ParseOffset(s)
 	if err != nil {
 		return 0, errAt(d, "%q directive invalid value", d.Name)
 	}
@@ -571,6 +571,22 @@ func (c *compiler) compileServer(d *config.Directive, http *Location, hl HeaderL
 	if len(srv.Names) > 0 {
 		srv.Name = srv.Names[0]
 	}
+	srv.NameCaps = map[string]int{}
+	for _, n := range srv.Names {
+		if strings.HasPrefix(n, "~") {
+			for k, v := range captureNames(n[1:], nil) {
+				srv.NameCaps[k] = v
+			}
+		}
+	}
+	for _, t := range templatesOf(root) {
+		if err := checkCaptures(t, nil, srv.NameCaps); err != nil {
+			return errAt(d, "%s", err.Error())
+		}
+		if t.Uses(VarCapture) {
+			srv.NeedHostCaps = true
+		}
+	}
 	// Locations: compile children, then build the route table.
 	srv.Locations = route.NewLocations()
 	named := map[string]*Location{}
@@ -691,11 +707,17 @@ func (c *compiler) compileLocation(d *config.Directive, parent *Location, srv *S
 		loc.AliasRegex = mod == "~" || mod == "~*"
 	}
 	for _, t := range templatesOf(loc) {
-		if err := checkCaptures(t, caps); err != nil {
+		if err := checkCaptures(t, caps, srv.NameCaps); err != nil {
 			return route.Spec{}, errAt(d, "%s", err.Error())
 		}
-		if t.Uses(VarCapture) {
-			srv.NeedCaps = true
+		for _, sg := range t.Segs {
+			if sg.Var == VarCapture {
+				if sg.HostCap {
+					srv.NeedHostCaps = true
+				} else {
+					srv.NeedCaps = true
+				}
+			}
 		}
 	}
 	idx := len(srv.Locs)
@@ -878,6 +900,9 @@ func (c *compiler) listen(d *config.Directive, srv *Server) error {
 	names := srv.Names
 	if len(names) == 0 {
 		names = []string{""}
+	}
+	if srv.NeedHostCaps {
+		ex.NeedCaps = true
 	}
 	for _, n := range names {
 		if _, err := ex.Names.Add(n, idx); err != nil {

@@ -44,21 +44,27 @@ type Listener struct {
 	File      string
 	Line      int
 
+	// NeedCaps is set when a server on this socket uses captures of its
+	// server_name regex.
+	NeedCaps bool
+
 	defaultSet bool // a server named this listener default_server explicitly
 }
 
 // Server is one `server {}` block.
 type Server struct {
-	Names      []string
-	Name       string // first server_name, the value of $server_name
-	Locations  *route.Locations
-	Locs       []*Location // indexed by the route payload
-	Root       *Location   // settings of the server level, used for requests that match no location
-	NameCaps   map[string]int
+	Names     []string
+	Name      string // first server_name, the value of $server_name
+	Locations *route.Locations
+	Locs      []*Location // indexed by the route payload
+	Root      *Location   // settings of the server level, used for requests that match no location
+	NameCaps  map[string]int
 	// NeedCaps is set when some template of the server uses regex
 	// captures; otherwise matching skips extracting them (no allocation).
 	NeedCaps bool
-	HeaderLims HeaderLimits
+	// NeedHostCaps is set when a template uses a server_name capture.
+	NeedHostCaps bool
+	HeaderLims   HeaderLimits
 }
 
 // HeaderLimits are the settings nginx takes from the default server of a

@@ -60,6 +60,9 @@ type Seg struct {
 	Arg string
 	// ArgBytes is Arg as bytes, for allocation-free header lookups.
 	ArgBytes []byte
+	// HostCap marks a named capture of a server_name regex (evaluated on
+	// the Host), as opposed to one of a location regex.
+	HostCap bool
 	// CaptureN is the capture number for $1..$9 (-1 for a named capture).
 	CaptureN int
 }
@@ -208,15 +211,19 @@ func resolveVar(name string) (Seg, error) {
 // checkCaptures verifies that every named capture in t is one the enclosing
 // regex locations or server names define; otherwise the variable is unknown,
 // as nginx says at config time.
-func checkCaptures(t *Template, names map[string]int) error {
+func checkCaptures(t *Template, names, hostNames map[string]int) error {
 	for i := range t.Segs {
 		s := &t.Segs[i]
 		if s.Var == VarCapture && s.CaptureN < 0 {
-			n, ok := names[s.Arg]
-			if !ok {
-				return fmt.Errorf("unknown %q variable", s.Arg)
+			if n, ok := names[s.Arg]; ok {
+				s.CaptureN = n
+				continue
 			}
-			s.CaptureN = n
+			if n, ok := hostNames[s.Arg]; ok {
+				s.CaptureN, s.HostCap = n, true
+				continue
+			}
+			return fmt.Errorf("unknown %q variable", s.Arg)
 		}
 	}
 	return nil

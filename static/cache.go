@@ -186,6 +186,10 @@ func (c *Cache) Open(path []byte) (*File, error) {
 		if st.same(&e.file.st) {
 			return e.file, nil
 		}
+		if !st.isDir() && !st.isRegular() {
+			c.remove(s, e)
+			return nil, ErrNotRegular
+		}
 		return c.load(s, path, e.cpath)
 	}
 	if bytes.IndexByte(path, 0) >= 0 {
@@ -268,7 +272,9 @@ func (c *Cache) load(s *shard, path, cpath []byte) (*File, error) {
 // metadata and Data always describe the same inode.
 func readFile(path string, smallMax int64) (*File, error) {
 	for attempt := 0; ; attempt++ {
-		fd, err := os.Open(path)
+		// O_NONBLOCK as in nginx (NGX_FILE_NONBLOCK): if the path was
+		// swapped for a FIFO after our stat, open must not block the loop.
+		fd, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			var pe *os.PathError
 			if errors.As(err, &pe) {
@@ -349,7 +355,7 @@ func appendHex(dst []byte, v int64) []byte {
 // then call Cache.Open again. Allocates (an *os.File); safe from any
 // goroutine.
 func (f *File) OpenFD() (*os.File, error) {
-	fd, err := os.Open(f.Path)
+	fd, err := os.OpenFile(f.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {

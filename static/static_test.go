@@ -438,3 +438,25 @@ func TestMultipartLength(t *testing.T) {
 		t.Fatal(s)
 	}
 }
+
+func TestCacheFileReplacedByFIFO(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	os.WriteFile(p, []byte("x"), 0o644)
+	var c Cache
+	if _, err := c.Open([]byte(p)); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(p)
+	syscall.Mkfifo(p, 0o644)
+	done := make(chan error, 1)
+	go func() { _, err := c.Open([]byte(p)); done <- err }()
+	select {
+	case err := <-done:
+		if Status(err) != 404 {
+			t.Fatalf("fifo: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Open blocked on a FIFO")
+	}
+}

@@ -266,7 +266,7 @@ var ipHashPseudo = [3]byte{}
 
 // getIPHashPeer mirrors ngx_http_upstream_get_ip_hash_peer: hash starts at
 // 89; for each of the first 3 octets of an IPv4 address (all 16 bytes of
-// IPv6) hash = (hash*117 + octet) % 6271; w = hash % total_weight walks the
+// IPv6) hash = (hash*113 + octet) % 6271; w = hash % total_weight walks the
 // weights to a peer; a tried/unusable peer re-hashes from the current
 // value; after 20 attempts (or with a single server) it falls back to round
 // robin. The hash is kept across retries of the same request (iphp->hash).
@@ -297,7 +297,7 @@ func (g *Group) getIPHashPeer(ip netip.Addr, t *Tried, now int64) *Peer {
 	hash := t.hash
 	for {
 		for _, b := range addr {
-			hash = (hash*117 + uint64(b)) % 6271
+			hash = (hash*113 + uint64(b)) % 6271
 		}
 		w := int(hash % uint64(g.totalWeight))
 		pi := 0
@@ -374,7 +374,7 @@ type chashPoint struct {
 func buildChashPoints(peers []Peer) []chashPoint {
 	n := 0
 	for i := range peers {
-		n += peers[i].weight * 161
+		n += peers[i].weight * 160
 	}
 	points := make([]chashPoint, 0, n)
 	for i := range peers {

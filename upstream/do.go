@@ -104,8 +104,9 @@ type Attempt struct {
 	Err error
 }
 
-// Result describes a Do call. Reuse one Result per request to avoid
-// allocations; Do resets it.
+// Result describes a Do call. The zero value is ready to use; reuse one
+// Result per request (or per connection goroutine) to avoid allocations, Do
+// resets it. A Result must not be shared by concurrent Do calls.
 type Result struct {
 	Attempts []Attempt
 	// Status is what the client gets: the upstream status, or 502/504 when
@@ -194,7 +195,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // Errors: connect refused/reset, premature close, invalid or too big header
 // → 502; connect or read timeout → 504; no live upstreams → 502. They are
 // returned as *Error (errors.Is(err, ErrNoLiveUpstreams) for the latter),
-// with res.Status set; resp is then undefined. ctx cancellation (the client
+// with res.Status set; resp is then undefined. ctx must be non-nil; its cancellation (the client
 // went away) stops before the next attempt and returns ctx.Err(); a ctx
 // deadline bounds each attempt.
 //

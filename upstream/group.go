@@ -168,7 +168,8 @@ type GroupSpec struct {
 }
 
 // Peer is one upstream server of a Group. It is created by NewGroup and
-// lives as long as the Group; all methods are safe for concurrent use.
+// lives as long as the Group (the zero value is not usable); all methods are
+// safe for concurrent use from any goroutine.
 type Peer struct {
 	g      *Group
 	addr   string
@@ -221,8 +222,10 @@ type PeerState struct {
 	HealthDown bool
 }
 
-// Group is an upstream block built once per configuration. It is safe for
-// concurrent use by any number of goroutines. A Group with active health
+// Group is an upstream block built once per configuration by NewGroup (the
+// zero value is not usable). It is safe for concurrent use by any number of
+// goroutines: balancer state is guarded by one mutex, like nginx's
+// ngx_http_upstream_rr_peers_wlock with a shared zone. A Group with active health
 // checks runs one background goroutine until Stop is called.
 type Group struct {
 	name    string

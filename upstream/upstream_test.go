@@ -835,3 +835,71 @@ func BenchmarkDoLoopback(b *testing.B) {
 		}
 	}
 }
+
+func TestRandomBalancers(t *testing.T) {
+	for _, bal := range []Balance{Random, RandomTwo} {
+		specs := servers("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3")
+		specs[0].Weight = 2
+		g := mustGroup(t, GroupSpec{Name: "rnd", Servers: specs, Balance: bal})
+		count := map[string]int{}
+		for i := 0; i < 2000; i++ {
+			var tr Tried
+			p, err := g.Pick(nil, netip.Addr{}, &tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			count[p.Addr()]++
+			g.Done(p, false)
+		}
+		for _, s := range specs {
+			if count[s.Addr] < 200 {
+				t.Fatalf("%v: server %s picked %d/2000 times", bal, s.Addr, count[s.Addr])
+			}
+		}
+		// A failed server is skipped; retries never repeat a server.
+		var tr Tried
+		p, _ := g.Pick(nil, netip.Addr{}, &tr)
+		g.Done(p, true)
+		seen := map[*Peer]bool{}
+		var tr2 Tried
+		for i := 0; i < 2; i++ {
+			q, err := g.Pick(nil, netip.Addr{}, &tr2)
+			if err != nil || q == p || seen[q] {
+				t.Fatalf("%v: retry %d picked %v (failed %s) err %v", bal, i, q, p.Addr(), err)
+			}
+			seen[q] = true
+			g.Done(q, false)
+		}
+		if _, err := g.Pick(nil, netip.Addr{}, &tr2); !errors.Is(err, ErrNoLiveUpstreams) {
+			t.Fatalf("%v: all tried or failed, got %v", bal, err)
+		}
+	}
+}
+
+func TestHashRetryMovesToAnotherServer(t *testing.T) {
+	specs := servers("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3")
+	for _, consistent := range []bool{false, true} {
+		g := mustGroup(t, GroupSpec{Name: "h", Servers: specs, Balance: Hash, HashConsistent: consistent})
+		key := []byte("session-42")
+		var tr Tried
+		first, _ := g.Pick(key, netip.Addr{}, &tr)
+		g.Done(first, true)
+		second, err := g.Pick(key, netip.Addr{}, &tr)
+		if err != nil || second == first {
+			t.Fatalf("consistent=%v: retry picked %v err %v", consistent, second, err)
+		}
+		g.Done(second, false)
+		// The key now avoids the failed server on fresh requests too.
+		var fresh Tried
+		p, _ := g.Pick(key, netip.Addr{}, &fresh)
+		if p == first {
+			t.Fatalf("consistent=%v: failed server chosen", consistent)
+		}
+		g.Done(p, false)
+		// Empty key → round robin, as nginx >= 1.19 does.
+		fresh.Reset()
+		if _, err := g.Pick(nil, netip.Addr{}, &fresh); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

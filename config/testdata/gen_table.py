@@ -82,8 +82,7 @@ def arity(info):
 def main():
     data = json.load(open(sys.argv[1]))
     undetermined = []
-    print("// Code generated once by testdata/gen_table.py from the installed nginx 1.22;")
-    print("// maintained by hand since. DO NOT regenerate blindly.\n")
+    print("// Bootstrapped by testdata/gen_table.py; maintained by hand since.\n")
     print("package config\n")
     print("// directives is the directive table: every directive of the nginx 1.22 build")
     print("// we compare with (core, events, http and its static modules, upstream")
@@ -109,7 +108,7 @@ def main():
                 dup = any(i["dup"] for i in samples)
                 if not samples:
                     undetermined.append(name)
-            body = ""
+            body = ", noBody"
             if info["block"]:
                 body = ", " + BODY.get(name, "CtxFreeform")
             print('\t{"%s", %s, %s, %s, %s%s},' % (
