@@ -16,7 +16,7 @@ var directives = []Spec{
 	{"absolute_redirect", Implemented, ctxHSL, Flag, true, noBody},
 	{"accept_mutex", Accepted, CtxEvents, Flag, true, noBody},
 	{"accept_mutex_delay", Accepted, CtxEvents, Take1, true, noBody},
-	{"access_log", NotImplemented, CtxHTTP | CtxServer | CtxLocation | CtxLocationIf | CtxLimitExcept, OneMore, false, noBody},
+	{"access_log", Implemented, CtxHTTP | CtxServer | CtxLocation | CtxLocationIf | CtxLimitExcept, OneMore, false, noBody},
 	{"add_after_body", NotImplemented, ctxHSL, Take1, true, noBody},
 	{"add_before_body", NotImplemented, ctxHSL, Take1, true, noBody},
 	{"add_header", Implemented, ctxHSLIf, Take23, false, noBody},

@@ -63,6 +63,7 @@ type Engine struct {
 	waiting map[*gconn]struct{}
 
 	stop    chan struct{}
+	kick    chan struct{}
 	stopped sync.Once
 	ready   chan struct{}
 }
@@ -425,8 +426,16 @@ func (g *gconn) wait() {
 	g.waitSince = time.Now()
 	g.lastOut = g.c.OutboundBuffered()
 	g.e.mu.Lock()
+	first := len(g.e.waiting) == 0
 	g.e.waiting[g] = struct{}{}
 	g.e.mu.Unlock()
+	if first {
+		// Switch the sweeper to its fast tick.
+		select {
+		case g.e.kick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // drain is called on the loop when a waiting connection is woken. It returns
@@ -460,34 +469,52 @@ func (g *gconn) drain() bool {
 // loop decides.
 func (e *Engine) sweeper() {
 	<-e.ready
-	fast := time.NewTicker(2 * time.Millisecond)
-	defer fast.Stop()
+	// The fast 2 ms tick runs only while some connection waits for its
+	// output to drain; otherwise the sweeper wakes every 250 ms, so an idle
+	// or busy-but-flowing server pays no timer wake-ups per request.
+	const fastTick, slowTick = 2 * time.Millisecond, 250 * time.Millisecond
+	t := time.NewTimer(slowTick)
+	defer t.Stop()
 	var batch []*gconn
 	lastSweep := time.Now()
 	for {
 		select {
 		case <-e.stop:
 			return
-		case now := <-fast.C:
-			batch = batch[:0]
-			e.mu.Lock()
-			for g := range e.waiting {
-				batch = append(batch, g)
-			}
-			if now.Sub(lastSweep) >= 250*time.Millisecond {
-				lastSweep = now
-				ns := now.UnixNano()
-				for g := range e.conns {
-					if d := g.pc.Deadline(); d != 0 && ns >= d {
-						batch = append(batch, g)
-					}
+		case <-e.kick:
+		case <-t.C:
+		}
+		now := time.Now()
+		batch = batch[:0]
+		e.mu.Lock()
+		for g := range e.waiting {
+			batch = append(batch, g)
+		}
+		waiting := len(e.waiting) > 0
+		if now.Sub(lastSweep) >= slowTick {
+			lastSweep = now
+			ns := now.UnixNano()
+			for g := range e.conns {
+				if d := g.pc.Deadline(); d != 0 && ns >= d {
+					batch = append(batch, g)
 				}
 			}
-			e.mu.Unlock()
-			for _, g := range batch {
-				_ = g.c.Wake(nil)
+		}
+		e.mu.Unlock()
+		for _, g := range batch {
+			_ = g.c.Wake(nil)
+		}
+		next := slowTick
+		if waiting {
+			next = fastTick
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
 			}
 		}
+		t.Reset(next)
 	}
 }
 

@@ -395,6 +395,16 @@ func (l location) settings(t *testing.T) *Settings {
 	for _, s := range l.sets {
 		cfg.SetHeaders = append(cfg.SetHeaders, SetHeader{Name: s[0], Empty: s[1] == ""})
 	}
+	for _, d := range l.directs {
+		switch d {
+		case "proxy_pass_request_headers off":
+			cfg.NoPassRequestHeaders = true
+		case "proxy_pass_request_body off":
+			cfg.NoPassRequestBody = true
+		default:
+			t.Fatalf("test cannot map %q", d)
+		}
+	}
 	cfg.Redirect, err = ParseRedirect(l.redirect...)
 	if err != nil {
 		t.Fatal(err)

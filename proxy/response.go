@@ -35,9 +35,10 @@ type ResponseHead struct {
 	// (ngx_http_upstream_copy_content_type); nil when it sent none, in
 	// which case nginx sends none either.
 	ContentType []byte
-	// ContentLength is the upstream's Content-Length, or -1 when it sent
-	// none (chunked or until-close). With a buffered body len(Body) is the
-	// length to frame.
+	// ContentLength is the body length as fasthttp knows it after reading
+	// the response: the upstream's Content-Length (also for HEAD/304), or
+	// the length of a buffered until-close/de-chunked body; -1 when
+	// unknown (streamed body).
 	ContentLength int
 	// Location is set when proxy_redirect rewrote the Location header to
 	// a relative URI (r->headers_out.location with a leading '/'); it is

@@ -86,6 +86,8 @@ type Config struct {
 	// InterceptErrors is `proxy_intercept_errors on`; the pipeline applies
 	// it (it owns error_page): see Settings.Intercepts.
 	InterceptErrors bool
+	// Timeouts are only used by ImplicitGroup: upstream.Group binds its
+	// timeouts per group (GroupSpec), not per location as nginx does.
 	Timeouts
 }
 

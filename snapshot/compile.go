@@ -384,6 +384,16 @@ func (c *compiler) applyCommon(ds []*config.Directive, loc *Location, hl *Header
 			err = c.tryFiles(d, loc)
 		case "return":
 			err = c.ret(d, loc)
+		case "access_log":
+			// Access logs come with the logging issue; until then only
+			// "off" (which is what edgeproxy does) is accepted.
+			if d.Args[0] != "off" {
+				err = errAt(d, `"access_log" other than "off" is not supported by edgeproxy yet`)
+			}
+		case "error_log":
+			// http/server/location-level error_log: the process-wide log
+			// is used (see the main-level directive).
+			c.note(d, `"error_log" below the main level uses the main error log`)
 		case "autoindex":
 			if d.Args[0] != "off" {
 				err = errAt(d, `"autoindex on" is not supported by edgeproxy`)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,6 +48,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		version  = fs.Bool("v", false, "print the version and exit")
 		verbose  = fs.Bool("V", false, "print the version and build settings and exit")
 		sig      = fs.String("s", "", "send a signal to the running process: stop, quit, reopen, reload")
+		cpuprof  = fs.String("cpuprofile", "", "write a Go CPU profile to this file until exit (for tuning)")
 	)
 	var tf tuning.Flags
 	tf.Register(fs)
@@ -123,6 +125,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: [emerg] %v\n", name, err)
 		return 1
+	}
+	if *cpuprof != "" {
+		f, err := os.Create(*cpuprof)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: [emerg] %v\n", name, err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "%s: [emerg] %v\n", name, err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	return serve(snap, &tf, stderr)
 }
