@@ -270,7 +270,15 @@ func (e *Engine) OnClose(c gnet.Conn, _ error) gnet.Action {
 		g.sendF.Close()
 		g.sendF = nil
 	}
+	g.pc.Closed()
 	return gnet.None
+}
+
+// WakeAfter implements pipeline.Transport: a timer wakes the loop, which
+// feeds the buffered input again (Wake ignores closed connections).
+func (g *gconn) WakeAfter(d time.Duration) {
+	c := g.c
+	time.AfterFunc(d, func() { _ = c.Wake(nil) })
 }
 
 // OnTraffic feeds buffered input to the pipeline. It also runs when a

@@ -16,12 +16,16 @@ import (
 	"time"
 
 	"edgeproxy/http1"
+	"edgeproxy/limiter"
 	"edgeproxy/snapshot"
 )
 
 // Transport is what a Conn needs from the connection it serves. Methods are
 // called on the owner goroutine.
 type Transport interface {
+	// WakeAfter makes the transport call Feed again with the buffered
+	// input after d, even if nothing new arrives (limit_req delays).
+	WakeAfter(d time.Duration)
 	// Write sends bufs in order after anything written before. The
 	// transport copies what it cannot send at once: the caller may reuse
 	// the buffers when Write returns.
@@ -42,6 +46,7 @@ const (
 	phaseHead                 // reading a request head
 	phaseBody                 // discarding a request body we do not need
 	phaseSending              // a sendfile is in flight
+	phaseDelayed              // limit_req delays the request at the front of the input
 	phaseClosing              // the response said close: ignore further input
 )
 
@@ -69,6 +74,17 @@ type Conn struct {
 	// keep-alive connection costs only the Conn itself (nginx likewise
 	// frees its request buffers on idle connections).
 	w *work
+
+	// Rate and connection limiting state of the current request. It lives
+	// in the Conn, not the pooled work, because a delayed request is
+	// re-parsed when its delay ends and a limit_conn slot is held until the
+	// response is sent (a sendfile may outlive Feed).
+	limitReq    limiter.ReqStatus
+	limitConn   limiter.ConnStatus
+	limitDone   bool  // limit_req already decided for the head at the front of the input
+	delayUntil  int64 // unix nanoseconds; phaseDelayed ends then
+	connTokens  [4]heldConn
+	nConnTokens int
 
 	keepalive   time.Duration // keepalive_timeout of the last request's location
 	sendTimeout time.Duration // send_timeout of the current request's location
@@ -109,7 +125,7 @@ func (c *Conn) setDeadline(d time.Duration) {
 // 408 but sends nothing). Owner goroutine only.
 func (c *Conn) Expired(now int64) bool {
 	d := c.deadline.Load()
-	return d != 0 && now >= d && c.phase != phaseSending
+	return d != 0 && now >= d && c.phase != phaseSending && c.phase != phaseDelayed
 }
 
 // Busy reports whether the connection waits for a sendfile to finish.
@@ -190,6 +206,12 @@ func (c *Conn) feed(data []byte) int {
 			return len(data)
 		case phaseSending:
 			return off
+		case phaseDelayed:
+			if time.Now().UnixNano() < c.delayUntil {
+				return off
+			}
+			c.phase = phaseHead
+			continue
 		case phaseIdle:
 			c.phase = phaseHead
 			c.setDeadline(c.ln.Default.HeaderLims.ClientHeaderTimeout)
@@ -253,6 +275,14 @@ func (c *Conn) readHead(data []byte) (int, bool) {
 		return len(data), false
 	}
 	c.serve()
+	if c.phase == phaseDelayed {
+		// limit_req delays this request: leave its bytes unconsumed; they
+		// are parsed again (without a second limit check) when the delay
+		// ends and the transport wakes the connection.
+		c.requests--
+		return 0, false
+	}
+	c.limitDone = false
 	// Body framing: everything edgeproxy serves today ignores the request
 	// body, so it is read and discarded (ngx_http_discard_request_body).
 	c.bodyLeft, c.chunked = 0, false
@@ -331,6 +361,7 @@ func (c *Conn) afterResponse() {
 		c.setDeadline(c.bodyTO)
 		return
 	}
+	c.releaseConnLimits()
 	if c.closeNext {
 		c.phase = phaseClosing
 		c.flush()
@@ -373,6 +404,18 @@ func (c *Conn) writeBody(b []byte) {
 	c.w.out = c.w.out[:0]
 }
 
+// Closed tells the Conn its connection is gone, so it releases what the
+// request in progress holds (limit_conn slots). Owner goroutine only.
+func (c *Conn) Closed() { c.releaseConnLimits() }
+
+func (c *Conn) releaseConnLimits() {
+	for i := 0; i < c.nConnTokens; i++ {
+		c.connTokens[i].z.Release(c.connTokens[i].t)
+		c.connTokens[i] = heldConn{}
+	}
+	c.nConnTokens = 0
+}
+
 // SendTimeout is send_timeout of the location serving the current request.
 func (c *Conn) SendTimeout() time.Duration { return c.sendTimeout }
 
@@ -391,4 +434,10 @@ func chunkedValid(b []byte) bool {
 		b = b[n:]
 	}
 	return true
+}
+
+// heldConn is a limit_conn slot held by the request in progress.
+type heldConn struct {
+	z *limiter.ConnZone
+	t limiter.ConnToken
 }

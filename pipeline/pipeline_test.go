@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"edgeproxy/config"
 	"edgeproxy/snapshot"
@@ -17,6 +18,7 @@ type fakeTransport struct {
 	out    bytes.Buffer
 	closed bool
 	files  int
+	wakes  []time.Duration
 }
 
 func (f *fakeTransport) Write(bufs [][]byte) {
@@ -28,7 +30,8 @@ func (f *fakeTransport) SendFile(fd *os.File, off, n int64) {
 	f.files++
 	fd.Close()
 }
-func (f *fakeTransport) Close() { f.closed = true }
+func (f *fakeTransport) Close()                    { f.closed = true }
+func (f *fakeTransport) WakeAfter(d time.Duration) { f.wakes = append(f.wakes, d) }
 
 func compile(t testing.TB, conf string) *snapshot.Snapshot {
 	t.Helper()

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"edgeproxy/http1"
+	"edgeproxy/limiter"
 	"edgeproxy/snapshot"
 	"edgeproxy/static"
 )
@@ -36,6 +37,7 @@ type exchange struct {
 	ranges         []static.Range
 	hostCaps       []int // captures of a server_name regex, into hostSrc
 	hostSrc        []byte
+	outMark        int // len(out) when this request started
 }
 
 func (x *exchange) init() {
@@ -63,6 +65,9 @@ func (x *exchange) reset(c *Conn, srv *snapshot.Server) {
 	x.errorPage = false
 	x.badRequest = false
 	x.head = c.w.req.MethodID() == http1.MethodHEAD
+	if !c.limitDone {
+		c.limitReq, c.limitConn = 0, 0
+	}
 	x.reqIDSet = false
 	x.overrideStatus = 0
 }
@@ -76,6 +81,7 @@ func (c *Conn) serve() {
 	srv := c.selectServer()
 	x := &c.w.x
 	x.reset(c, srv)
+	x.outMark = len(c.w.out)
 	if !c.w.req.KeepAlive() {
 		c.closeNext = true
 	}
@@ -174,7 +180,13 @@ func (c *Conn) runLocation(loc *snapshot.Location) {
 		return
 	}
 	if r := loc.Return; r != nil {
+		// `return` runs in nginx's rewrite phase, before the preaccess
+		// phase of limit_req/limit_conn: such a location is never limited
+		// (checked against nginx 1.22).
 		c.doReturn(r)
+		return
+	}
+	if !x.internal && !x.errorPage && c.limits(loc) {
 		return
 	}
 	if loc.Try != nil {
@@ -347,3 +359,93 @@ func (c *Conn) serveIndex() {
 	// autoindex off: "directory index of ... is forbidden".
 	c.finalize(403)
 }
+
+// limits runs the preaccess phase (ngx_http_limit_conn_handler, then
+// ngx_http_limit_req_handler) once per request. It returns true when the
+// request was answered (rejected) or is delayed.
+func (c *Conn) limits(loc *snapshot.Location) bool {
+	// nginx runs limit_req before limit_conn (handlers of one phase run in
+	// reverse module order), so a rejected or delayed request holds no
+	// connection slot meanwhile.
+	return c.limitRequests(loc) || c.limitConns(loc)
+}
+
+func (c *Conn) limitConns(loc *snapshot.Location) bool {
+	l := &loc.Limits
+	x := &c.w.x
+	if len(l.Conn) == 0 || c.nConnTokens != 0 {
+		return false
+	}
+	c.limitConn = limiter.ConnPassed
+	for i := range l.Conn {
+		cl := &l.Conn[i]
+		x.scratch = c.eval(x.scratch[:0], cl.Key)
+		ok, tok := cl.Zone.Acquire(x.scratch, cl.N)
+		if !ok {
+			if l.ConnDryRun {
+				c.limitConn = limiter.ConnRejectedDryRun
+				continue
+			}
+			c.limitConn = limiter.ConnRejected
+			c.releaseConnLimits()
+			c.finalize(l.ConnStatus)
+			return true
+		}
+		if c.nConnTokens < len(c.connTokens) {
+			c.connTokens[c.nConnTokens] = heldConn{cl.Zone, tok}
+			c.nConnTokens++
+		} else {
+			cl.Zone.Release(tok)
+		}
+	}
+	return false
+}
+
+func (c *Conn) limitRequests(loc *snapshot.Location) bool {
+	l := &loc.Limits
+	x := &c.w.x
+	if len(l.Req) == 0 || c.limitDone {
+		return false
+	}
+	// Keys are evaluated into one scratch buffer, then sliced: CheckReq
+	// borrows them for the call only.
+	var keys [8][]byte
+	var ends [8]int
+	n := len(l.Req)
+	if n > len(keys) {
+		n = len(keys)
+	}
+	x.scratch = x.scratch[:0]
+	for i := 0; i < n; i++ {
+		x.scratch = c.eval(x.scratch, l.ReqKeys[i])
+		ends[i] = len(x.scratch)
+	}
+	start := 0
+	for i := 0; i < n; i++ {
+		keys[i] = x.scratch[start:ends[i]]
+		start = ends[i]
+	}
+	d := limiter.CheckReq(l.Req[:n], keys[:n], monoMillis(), l.ReqDryRun)
+	c.limitReq = d.Status
+	switch d.Status {
+	case limiter.ReqRejected:
+		c.finalize(l.ReqStatus)
+		return true
+	case limiter.ReqDelayed:
+		wait := time.Duration(d.DelayMs) * time.Millisecond
+		c.limitDone = true
+		c.delayUntil = time.Now().Add(wait).UnixNano()
+		c.phase = phaseDelayed
+		c.deadline.Store(0)
+		c.w.out = c.w.out[:x.outMark] // nothing of this request is sent yet
+		c.t.WakeAfter(wait)
+		return true
+	}
+	return false
+}
+
+var monoStart = time.Now()
+
+// monoMillis is a monotonic clock in milliseconds for the limiter, as
+// nginx's ngx_current_msec.
+func monoMillis() int64 { return int64(time.Since(monoStart) / time.Millisecond) }

@@ -167,6 +167,10 @@ func (c *Conn) appendVar(dst []byte, s *snapshot.Seg) []byte {
 		return time.Now().AppendFormat(dst, "02/Jan/2006:15:04:05 -0700")
 	case snapshot.VarTimeISO8601:
 		return time.Now().AppendFormat(dst, "2006-01-02T15:04:05-07:00")
+	case snapshot.VarLimitReqStatus:
+		return append(dst, c.limitReq.String()...)
+	case snapshot.VarLimitConnStatus:
+		return append(dst, c.limitConn.String()...)
 	case snapshot.VarCapture:
 		n := s.CaptureN
 		if s.HostCap {

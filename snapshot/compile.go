@@ -35,6 +35,8 @@ type compiler struct {
 	snap      *Snapshot
 	notices   []Notice
 	listeners map[string]*Listener
+	reqZones  map[string]*ReqZone
+	connZones map[string]*ConnZone
 	prefix    string
 	confDir   string
 }
@@ -159,6 +161,7 @@ func defaults() *Location {
 		ClientBodyTimeout: 60 * time.Second,
 		SendTimeout:       60 * time.Second,
 		ClientMaxBodySize: 1 << 20,
+		Limits:            Limits{ReqStatus: 503, ConnStatus: 503},
 		TCPNoDelay:        true,
 	}
 }
@@ -187,6 +190,9 @@ func (c *compiler) compileHTTP(h *config.Directive) error {
 	base := defaults()
 	hl := defaultHeaderLimits()
 	typesSet := false
+	if err := c.limitZones(h.Block); err != nil {
+		return err
+	}
 	if err := c.applyCommon(h.Block, base, &hl, lvHTTP, &typesSet); err != nil {
 		return err
 	}
@@ -239,9 +245,13 @@ func copyLoc(p *Location) *Location {
 // matter, as in nginx.
 func (c *compiler) applyCommon(ds []*config.Directive, loc *Location, hl *HeaderLimits, lv level, typesSet *bool) error {
 	var addHeaders, errorPages, index bool
+	firstReq, firstConn := true, true
 	for _, d := range ds {
 		var err error
 		switch d.Name {
+		case "limit_req_zone", "limit_conn_zone", "limit_req", "limit_conn", "limit_req_status", "limit_conn_status",
+			"limit_req_dry_run", "limit_conn_dry_run", "limit_req_log_level", "limit_conn_log_level":
+			err = c.limitDirective(d, loc, &firstReq, &firstConn)
 		case "server", "location", "listen", "server_name":
 			continue // handled by the caller
 		case "types":

@@ -151,5 +151,6 @@ type Location struct {
 	ClientBodyTimeout time.Duration
 	SendTimeout       time.Duration
 	ClientMaxBodySize int64 // 0 = unlimited
+	Limits            Limits
 	TCPNoDelay        bool
 }

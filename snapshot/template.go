@@ -48,6 +48,8 @@ const (
 	VarRequest // $request: the request line
 	VarTimeLocal
 	VarTimeISO8601
+	VarLimitReqStatus
+	VarLimitConnStatus
 )
 
 // Seg is one piece of a compiled template: a literal or a variable reference.
@@ -127,6 +129,8 @@ var simpleVars = map[string]VarID{
 	"request":             VarRequest,
 	"time_local":          VarTimeLocal,
 	"time_iso8601":        VarTimeISO8601,
+	"limit_req_status":    VarLimitReqStatus,
+	"limit_conn_status":   VarLimitConnStatus,
 }
 
 // CompileTemplate parses nginx variable syntax ("$name", "${name}") in s.
