@@ -34,6 +34,7 @@ type scenario struct {
 	connections int              // wrk connections; 0 = -connections flag
 	throughput  bool             // also report MB/s
 	backend     bool             // start the loopback Go backend (-backend mode)
+	anyStatus   bool             // non-2xx answers are the point (rejections)
 }
 
 // templateData is what a scenario template can use.
@@ -55,6 +56,10 @@ var scenarios = []scenario{
 		files: map[string]int64{"1m.bin": 1 << 20}, throughput: true},
 	{name: "static64m", desc: "64 MiB static file, 4 connections", conf: "static.conf", kind: loadWrk, path: "/64m.bin",
 		files: map[string]int64{"64m.bin": 64 << 20}, connections: 4, throughput: true},
+	{name: "limitreject", desc: "limit_req 1 r/s: nearly every request rejected (503)", conf: "limit.conf", kind: loadWrk, path: "/limited",
+		files: map[string]int64{"1k.bin": 1 << 10}, anyStatus: true},
+	{name: "limitpass", desc: "limit_req with a rate never reached: every request passes (1 KiB file)", conf: "limit.conf", kind: loadWrk, path: "/open",
+		files: map[string]int64{"1k.bin": 1 << 10}},
 	{name: "idle10k", desc: "10,000 idle keep-alive connections (after one GET each)", conf: "idle10k.conf", kind: loadIdle, path: "/"},
 
 	// Proxy scenarios: skipped (with the -t error) until edgeproxy accepts

@@ -125,7 +125,7 @@ func (e *Engine) Run() error {
 		}
 	}
 	nodelay := gnet.TCPDelay
-	if e.opt.NoDelay {
+	if e.opt.NoDelay && e.snap.TCPNoDelay {
 		nodelay = gnet.TCPNoDelay
 	}
 	opts := []gnet.Option{

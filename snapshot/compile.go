@@ -45,7 +45,7 @@ type compiler struct {
 // from the main goroutine at start and on reload; the result is shared.
 func Compile(cfg *config.Config, prefix string) (*Snapshot, []Notice, error) {
 	c := &compiler{
-		snap:      &Snapshot{Loops: 1, WorkerConnections: 512, Prefix: prefix, Daemon: true},
+		snap:      &Snapshot{Loops: 1, WorkerConnections: 512, Prefix: prefix, Daemon: true, TCPNoDelay: true},
 		listeners: map[string]*Listener{},
 		prefix:    prefix,
 	}
@@ -347,6 +347,10 @@ func (c *compiler) applyCommon(ds []*config.Directive, loc *Location, hl *Header
 			loc.RecursiveErrorPages = d.Args[0] == "on"
 		case "tcp_nodelay":
 			loc.TCPNoDelay = d.Args[0] == "on"
+			if !loc.TCPNoDelay {
+				c.snap.TCPNoDelay = false
+				c.note(d, `"tcp_nodelay off" applies to every connection (edgeproxy sets socket options per listener)`)
+			}
 		case "keepalive_timeout":
 			loc.KeepaliveTimeout, err = dur(d, d.Args[0])
 			loc.KeepaliveHeader = 0

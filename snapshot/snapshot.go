@@ -22,6 +22,9 @@ type Snapshot struct {
 	ErrorLogLevel     string
 	Daemon            bool
 	Prefix            string
+	// TCPNoDelay is false when any level says "tcp_nodelay off"; gnet sets
+	// socket options per engine, so it applies to every connection.
+	TCPNoDelay bool
 
 	Listeners []*Listener
 	Servers   []*Server
