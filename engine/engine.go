@@ -278,6 +278,10 @@ func (e *Engine) OnClose(c gnet.Conn, _ error) gnet.Action {
 // feeds the buffered input again (Wake ignores closed connections).
 func (g *gconn) WakeAfter(d time.Duration) {
 	c := g.c
+	if d <= 0 {
+		_ = c.Wake(nil)
+		return
+	}
 	time.AfterFunc(d, func() { _ = c.Wake(nil) })
 }
 
@@ -315,9 +319,8 @@ func (e *Engine) OnTraffic(c gnet.Conn) gnet.Action {
 		return gnet.None
 	}
 	buf, _ := c.Peek(-1)
-	if len(buf) == 0 {
-		return gnet.None
-	}
+	// Feed even with no input: a wake-up may carry a finished upstream
+	// exchange to write.
 	n := g.pc.Feed(buf)
 	if n > 0 {
 		_, _ = c.Discard(n)

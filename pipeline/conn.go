@@ -17,6 +17,7 @@ import (
 
 	"edgeproxy/http1"
 	"edgeproxy/limiter"
+	"edgeproxy/proxy"
 	"edgeproxy/snapshot"
 )
 
@@ -42,12 +43,13 @@ type Transport interface {
 type phase uint8
 
 const (
-	phaseIdle    phase = iota // keep-alive: waiting for the first byte of a request
-	phaseHead                 // reading a request head
-	phaseBody                 // discarding a request body we do not need
-	phaseSending              // a sendfile is in flight
-	phaseDelayed              // limit_req delays the request at the front of the input
-	phaseClosing              // the response said close: ignore further input
+	phaseIdle     phase = iota // keep-alive: waiting for the first byte of a request
+	phaseHead                  // reading a request head
+	phaseBody                  // discarding a request body we do not need
+	phaseSending               // a sendfile is in flight
+	phaseDelayed               // limit_req delays the request at the front of the input
+	phaseUpstream              // a proxied request is with the upstream
+	phaseClosing               // the response said close: ignore further input
 )
 
 // Conn is the per-connection state of the pipeline. Its zero value is not
@@ -85,6 +87,10 @@ type Conn struct {
 	delayUntil  int64 // unix nanoseconds; phaseDelayed ends then
 	connTokens  [4]heldConn
 	nConnTokens int
+
+	call       upstreamCall
+	proxying   bool // call holds a job (collecting its body or in flight)
+	collecting bool // the request body is being read into call.job.Body
 
 	keepalive   time.Duration // keepalive_timeout of the last request's location
 	sendTimeout time.Duration // send_timeout of the current request's location
@@ -157,20 +163,27 @@ func (c *Conn) SendDone(ok bool) {
 // on the next call. data may be a borrowed buffer: nothing in it is retained
 // after Feed returns.
 func (c *Conn) Feed(data []byte) int {
-	c.w = getWork()
+	if c.w == nil {
+		c.w = getWork()
+	}
 	n := c.feed(data)
 	c.flush()
-	putWork(c.w)
-	c.w = nil
+	if !c.proxying {
+		// A proxied request keeps its work (the rebased head, the
+		// exchange) until the response is written.
+		putWork(c.w)
+		c.w = nil
+	}
 	return n
 }
 
 // work is the pooled per-request state.
 type work struct {
-	req http1.Request
-	x   exchange
-	out []byte
-	iov [][]byte
+	headCopy []byte // the request head, owned, while a proxied request is in flight
+	req      http1.Request
+	x        exchange
+	out      []byte
+	iov      [][]byte
 }
 
 var workPool = sync.Pool{New: func() any {
@@ -200,12 +213,23 @@ func (c *Conn) ensureWork() bool {
 
 func (c *Conn) feed(data []byte) int {
 	off := 0
+	if c.phase == phaseUpstream && c.callReady() {
+		// The worker finished (the transport woke us, maybe with no new
+		// input): write the response before reading further.
+		if !c.resumeProxy() {
+			return 0
+		}
+	}
 	for off < len(data) {
 		switch c.phase {
 		case phaseClosing:
 			return len(data)
 		case phaseSending:
 			return off
+		case phaseUpstream:
+			if !c.callReady() || !c.resumeProxy() {
+				return off
+			}
 		case phaseDelayed:
 			if time.Now().UnixNano() < c.delayUntil {
 				return off
@@ -295,6 +319,9 @@ func (c *Conn) readHead(data []byte) (int, bool) {
 	if c.phase == phaseClosing {
 		return n, false
 	}
+	if c.phase == phaseUpstream {
+		return n, true
+	}
 	if c.chunked || c.bodyLeft > 0 {
 		if c.phase != phaseSending {
 			c.phase = phaseBody
@@ -315,6 +342,9 @@ func (c *Conn) discardBody(data []byte) int {
 		if n > c.bodyLeft {
 			n = c.bodyLeft
 		}
+		if c.collecting {
+			c.call.job.Body = append(c.call.job.Body, data[:n]...)
+		}
 		c.bodyLeft -= n
 		if c.bodyLeft == 0 {
 			c.bodyDone()
@@ -325,8 +355,25 @@ func (c *Conn) discardBody(data []byte) int {
 	}
 	off := 0
 	for off < len(data) {
-		n, _, done, err := c.chunk.Decode(data[off:])
+		n, chunk, done, err := c.chunk.Decode(data[off:])
 		off += n
+		if c.collecting && err == nil {
+			job := c.call.job
+			if max := c.call.loc.ClientMaxBodySize; max > 0 && int64(len(job.Body)+len(chunk)) > max {
+				// A chunked body over client_max_body_size: 413, as nginx
+				// answers while reading it.
+				c.collecting, c.proxying = false, false
+				proxy.ReleaseJob(job)
+				c.call.job = nil
+				c.closeNext = true
+				c.finalize(413)
+				c.phase = phaseClosing
+				c.flush()
+				c.t.Close()
+				return len(data)
+			}
+			job.Body = append(job.Body, chunk...)
+		}
 		if err != nil {
 			c.phase = phaseClosing
 			c.flush()
@@ -347,6 +394,10 @@ func (c *Conn) discardBody(data []byte) int {
 }
 
 func (c *Conn) bodyDone() {
+	if c.collecting {
+		c.dispatch()
+		return
+	}
 	if c.phase == phaseBody {
 		c.afterResponse()
 	}
@@ -406,7 +457,14 @@ func (c *Conn) writeBody(b []byte) {
 
 // Closed tells the Conn its connection is gone, so it releases what the
 // request in progress holds (limit_conn slots). Owner goroutine only.
-func (c *Conn) Closed() { c.releaseConnLimits() }
+func (c *Conn) Closed() {
+	c.releaseConnLimits()
+	c.abandonCall()
+	if c.w != nil {
+		putWork(c.w)
+		c.w = nil
+	}
+}
 
 func (c *Conn) releaseConnLimits() {
 	for i := 0; i < c.nConnTokens; i++ {
@@ -440,4 +498,21 @@ func chunkedValid(b []byte) bool {
 type heldConn struct {
 	z *limiter.ConnZone
 	t limiter.ConnToken
+}
+
+// resumeProxy writes a finished upstream response and moves on; false means
+// the connection cannot read further yet (re-dispatched, sending, closing).
+func (c *Conn) resumeProxy() bool {
+	c.phase = phaseHead
+	c.finishProxy()
+	switch c.phase {
+	case phaseUpstream, phaseClosing, phaseSending:
+		return false
+	}
+	if c.collecting {
+		c.phase = phaseBody
+		return true
+	}
+	c.afterResponse()
+	return c.phase != phaseClosing
 }

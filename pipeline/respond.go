@@ -46,7 +46,11 @@ type head struct {
 	contentLength int64 // -1: none
 	lastModified  []byte
 	location      []byte
-	filterStatus  int // status add_header decides on, when not status
+	filterStatus  int    // status add_header decides on, when not status
+	statusLine    []byte // upstream's "code reason" written verbatim (nginx keeps it)
+	noServer      bool   // proxy_pass_header Server: the upstream's is in x.hdrs
+	noDate        bool
+	upstream      bool
 }
 
 // writeHead appends the status line and headers in nginx's order
@@ -64,19 +68,29 @@ func (c *Conn) writeHead(h *head) {
 	}
 	x.status = h.status
 	b := c.w.out
-	b = http1.AppendStatusLine(b, h.status)
-	if loc.ServerTokens {
-		b = append(b, serverOn...)
+	if h.statusLine != nil && x.overrideStatus == 0 {
+		b = append(b, "HTTP/1.1 "...)
+		b = append(b, h.statusLine...)
+		b = append(b, "\r\n"...)
 	} else {
-		b = append(b, serverOff...)
+		b = http1.AppendStatusLine(b, h.status)
 	}
-	b = append(b, "Date: "...)
-	b = append(b, http1.DateHeader()...)
-	b = append(b, "\r\n"...)
+	if !h.noServer {
+		if loc.ServerTokens {
+			b = append(b, serverOn...)
+		} else {
+			b = append(b, serverOff...)
+		}
+	}
+	if !h.noDate {
+		b = append(b, "Date: "...)
+		b = append(b, http1.DateHeader()...)
+		b = append(b, "\r\n"...)
+	}
 	if h.contentType != nil {
 		b = append(b, "Content-Type: "...)
 		b = append(b, h.contentType...)
-		if h.charset && loc.Charset != "" && charsetType(h.contentType) {
+		if h.charset && !h.upstream && loc.Charset != "" && charsetType(h.contentType) {
 			b = append(b, "; charset="...)
 			b = append(b, loc.Charset...)
 		}

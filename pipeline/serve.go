@@ -37,7 +37,10 @@ type exchange struct {
 	ranges         []static.Range
 	hostCaps       []int // captures of a server_name regex, into hostSrc
 	hostSrc        []byte
-	outMark        int // len(out) when this request started
+	outMark        int    // len(out) when this request started
+	upstreamAddr   []byte // $upstream_addr of the last proxied exchange
+	upstreamStatus []byte
+	upstreamTime   []byte
 }
 
 func (x *exchange) init() {
@@ -70,6 +73,7 @@ func (x *exchange) reset(c *Conn, srv *snapshot.Server) {
 	}
 	x.reqIDSet = false
 	x.overrideStatus = 0
+	x.upstreamAddr, x.upstreamStatus, x.upstreamTime = x.upstreamAddr[:0], x.upstreamStatus[:0], x.upstreamTime[:0]
 }
 
 // maxRedirects bounds internal redirects like nginx's
@@ -125,7 +129,20 @@ func (c *Conn) route() {
 	if x.srv.NeedCaps {
 		capBuf = x.caps[:0]
 	}
-	idx, caps, ok := x.srv.Locations.Match(x.uri, capBuf)
+	idx, caps, redirect, ok := x.srv.Locations.MatchRedirect(x.uri, capBuf)
+	if ok && redirect {
+		// "/api" for a proxied "/api/" location: 301 to "/api/"
+		// (ngx_http_core_find_location's auto_redirect).
+		x.scratch = append(x.scratch[:0], x.uri...)
+		x.scratch = append(x.scratch, '/')
+		if len(x.args) > 0 {
+			x.scratch = append(x.scratch, '?')
+			x.scratch = append(x.scratch, x.args...)
+		}
+		x.loc = x.srv.Locs[idx]
+		c.sendRedirect(301, x.scratch)
+		return
+	}
 	if ok {
 		if caps != nil {
 			x.caps = caps
@@ -187,6 +204,10 @@ func (c *Conn) runLocation(loc *snapshot.Location) {
 		return
 	}
 	if !x.internal && !x.errorPage && c.limits(loc) {
+		return
+	}
+	if loc.Proxy != nil {
+		c.startProxy(loc)
 		return
 	}
 	if loc.Try != nil {

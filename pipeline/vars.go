@@ -171,6 +171,14 @@ func (c *Conn) appendVar(dst []byte, s *snapshot.Seg) []byte {
 		return append(dst, c.limitReq.String()...)
 	case snapshot.VarLimitConnStatus:
 		return append(dst, c.limitConn.String()...)
+	case snapshot.VarProxyHost, snapshot.VarProxyPort, snapshot.VarProxyAddXFF:
+		return c.proxyVar(dst, s.Var)
+	case snapshot.VarUpstreamAddr:
+		return append(dst, x.upstreamAddr...)
+	case snapshot.VarUpstreamStatus:
+		return append(dst, x.upstreamStatus...)
+	case snapshot.VarUpstreamResponseTime:
+		return append(dst, x.upstreamTime...)
 	case snapshot.VarCapture:
 		n := s.CaptureN
 		if s.HostCap {

@@ -37,6 +37,7 @@ type compiler struct {
 	listeners map[string]*Listener
 	reqZones  map[string]*ReqZone
 	connZones map[string]*ConnZone
+	ups       map[string]*upstreamBlock
 	prefix    string
 	confDir   string
 }
@@ -193,6 +194,9 @@ func (c *compiler) compileHTTP(h *config.Directive) error {
 	if err := c.limitZones(h.Block); err != nil {
 		return err
 	}
+	if err := c.upstreams(h.Block); err != nil {
+		return err
+	}
 	if err := c.applyCommon(h.Block, base, &hl, lvHTTP, &typesSet); err != nil {
 		return err
 	}
@@ -237,6 +241,8 @@ func copyLoc(p *Location) *Location {
 	n.HasAlias = false
 	n.Alias = Template{}
 	n.AliasRegex = false
+	n.Proxy = nil
+	n.proxyPass = nil
 	return &n
 }
 
@@ -246,9 +252,21 @@ func copyLoc(p *Location) *Location {
 func (c *compiler) applyCommon(ds []*config.Directive, loc *Location, hl *HeaderLimits, lv level, typesSet *bool) error {
 	var addHeaders, errorPages, index bool
 	firstReq, firstConn := true, true
+	firsts := map[string]bool{}
 	for _, d := range ds {
 		var err error
+		if strings.HasPrefix(d.Name, "proxy_") {
+			if lv != lvLocation && d.Name == "proxy_pass" {
+				return errAt(d, "%q directive is not allowed here", d.Name)
+			}
+			if err := c.proxyDirective(d, loc, firsts); err != nil {
+				return err
+			}
+			continue
+		}
 		switch d.Name {
+		case "upstream":
+			continue // compiled by upstreams
 		case "limit_req_zone", "limit_conn_zone", "limit_req", "limit_conn", "limit_req_status", "limit_conn_status",
 			"limit_req_dry_run", "limit_conn_dry_run", "limit_req_log_level", "limit_conn_log_level":
 			err = c.limitDirective(d, loc, &firstReq, &firstConn)
@@ -730,6 +748,17 @@ func (c *compiler) compileLocation(d *config.Directive, parent *Location, srv *S
 		}
 		loc.AliasRegex = mod == "~" || mod == "~*"
 	}
+	if err := c.bindProxy(loc); err != nil {
+		return route.Spec{}, err
+	}
+	if loc.Proxy != nil && (loc.Return != nil || loc.Try != nil) {
+		// Both would answer; nginx runs return first (rewrite phase) and
+		// try_files before the content handler, so proxy_pass would be
+		// unreachable or partial here: keep it explicit.
+		if loc.Try != nil {
+			return route.Spec{}, errAt(d, `"try_files" together with "proxy_pass" is not supported by edgeproxy yet`)
+		}
+	}
 	for _, t := range templatesOf(loc) {
 		if err := checkCaptures(t, caps, srv.NameCaps); err != nil {
 			return route.Spec{}, errAt(d, "%s", err.Error())
@@ -746,7 +775,9 @@ func (c *compiler) compileLocation(d *config.Directive, parent *Location, srv *S
 	}
 	idx := len(srv.Locs)
 	srv.Locs = append(srv.Locs, loc)
-	spec := route.Spec{Modifier: mod, Pattern: pat, Index: idx}
+	// nginx answers "/api" with a 301 to "/api/" for a prefix location
+	// "/api/" served by proxy_pass (auto_redirect).
+	spec := route.Spec{Modifier: mod, Pattern: pat, Index: idx, AutoRedirect: loc.Proxy != nil}
 	if mod == "@" {
 		if _, dup := named[pat]; dup {
 			return spec, errAt(d, "duplicate location \"@%s\"", pat)
@@ -784,6 +815,9 @@ func templatesOf(l *Location) []*Template {
 	}
 	for i := range l.AddHeaders {
 		ts = append(ts, &l.AddHeaders[i].Value)
+	}
+	for i := range l.ProxyConf.SetValues {
+		ts = append(ts, &l.ProxyConf.SetValues[i])
 	}
 	return ts
 }

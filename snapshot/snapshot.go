@@ -7,6 +7,7 @@ package snapshot
 import (
 	"time"
 
+	"edgeproxy/config"
 	"edgeproxy/route"
 	"edgeproxy/static"
 )
@@ -155,5 +156,8 @@ type Location struct {
 	SendTimeout       time.Duration
 	ClientMaxBodySize int64 // 0 = unlimited
 	Limits            Limits
+	ProxyConf         ProxyConf
+	Proxy             *Proxy // proxy_pass of this location; nil when none
+	proxyPass         *config.Directive
 	TCPNoDelay        bool
 }

@@ -50,6 +50,12 @@ const (
 	VarTimeISO8601
 	VarLimitReqStatus
 	VarLimitConnStatus
+	VarProxyHost
+	VarProxyPort
+	VarProxyAddXFF
+	VarUpstreamAddr
+	VarUpstreamStatus
+	VarUpstreamResponseTime
 )
 
 // Seg is one piece of a compiled template: a literal or a variable reference.
@@ -97,40 +103,46 @@ func (t *Template) Uses(v VarID) bool {
 }
 
 var simpleVars = map[string]VarID{
-	"host":                VarHost,
-	"uri":                 VarURI,
-	"document_uri":        VarURI,
-	"request_uri":         VarRequestURI,
-	"args":                VarArgs,
-	"query_string":        VarArgs,
-	"is_args":             VarIsArgs,
-	"scheme":              VarScheme,
-	"https":               VarHTTPS,
-	"remote_addr":         VarRemoteAddr,
-	"binary_remote_addr":  VarBinaryRemoteAddr,
-	"remote_port":         VarRemotePort,
-	"server_name":         VarServerName,
-	"server_port":         VarServerPort,
-	"server_addr":         VarServerAddr,
-	"server_protocol":     VarServerProtocol,
-	"request_method":      VarRequestMethod,
-	"status":              VarStatus,
-	"request_id":          VarRequestID,
-	"document_root":       VarDocumentRoot,
-	"request_filename":    VarRequestFilename,
-	"content_length":      VarContentLength,
-	"content_type":        VarContentType,
-	"hostname":            VarHostname,
-	"nginx_version":       VarNginxVersion,
-	"pid":                 VarPid,
-	"msec":                VarMsec,
-	"connection":          VarConnection,
-	"connection_requests": VarConnectionRequests,
-	"request":             VarRequest,
-	"time_local":          VarTimeLocal,
-	"time_iso8601":        VarTimeISO8601,
-	"limit_req_status":    VarLimitReqStatus,
-	"limit_conn_status":   VarLimitConnStatus,
+	"host":                      VarHost,
+	"uri":                       VarURI,
+	"document_uri":              VarURI,
+	"request_uri":               VarRequestURI,
+	"args":                      VarArgs,
+	"query_string":              VarArgs,
+	"is_args":                   VarIsArgs,
+	"scheme":                    VarScheme,
+	"https":                     VarHTTPS,
+	"remote_addr":               VarRemoteAddr,
+	"binary_remote_addr":        VarBinaryRemoteAddr,
+	"remote_port":               VarRemotePort,
+	"server_name":               VarServerName,
+	"server_port":               VarServerPort,
+	"server_addr":               VarServerAddr,
+	"server_protocol":           VarServerProtocol,
+	"request_method":            VarRequestMethod,
+	"status":                    VarStatus,
+	"request_id":                VarRequestID,
+	"document_root":             VarDocumentRoot,
+	"request_filename":          VarRequestFilename,
+	"content_length":            VarContentLength,
+	"content_type":              VarContentType,
+	"hostname":                  VarHostname,
+	"nginx_version":             VarNginxVersion,
+	"pid":                       VarPid,
+	"msec":                      VarMsec,
+	"connection":                VarConnection,
+	"connection_requests":       VarConnectionRequests,
+	"request":                   VarRequest,
+	"time_local":                VarTimeLocal,
+	"time_iso8601":              VarTimeISO8601,
+	"limit_req_status":          VarLimitReqStatus,
+	"limit_conn_status":         VarLimitConnStatus,
+	"proxy_host":                VarProxyHost,
+	"proxy_port":                VarProxyPort,
+	"proxy_add_x_forwarded_for": VarProxyAddXFF,
+	"upstream_addr":             VarUpstreamAddr,
+	"upstream_status":           VarUpstreamStatus,
+	"upstream_response_time":    VarUpstreamResponseTime,
 }
 
 // CompileTemplate parses nginx variable syntax ("$name", "${name}") in s.

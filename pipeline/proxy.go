@@ -1,0 +1,202 @@
+package pipeline
+
+import (
+	"context"
+	"sync/atomic"
+
+	"edgeproxy/http1"
+	"edgeproxy/proxy"
+	"edgeproxy/snapshot"
+	"edgeproxy/upstream"
+)
+
+// upstreamCall is a proxied request in flight. The loop fills the Job and
+// hands it to a worker goroutine; the worker runs the blocking upstream
+// exchange and wakes the loop, which writes the response. state arbitrates
+// who releases the Job when the client goes away meanwhile.
+type upstreamCall struct {
+	job    *proxy.Job
+	loc    *snapshot.Location
+	err    error
+	cancel context.CancelFunc
+	state  atomic.Int32 // callRunning, callDone, callAbandoned
+}
+
+const (
+	callRunning int32 = iota
+	callDone
+	callAbandoned
+)
+
+// startProxy prepares the upstream request of loc (ngx_http_proxy_handler).
+// Everything the worker needs is copied into the Job, and the request head
+// is copied into the work so the response can still be built after the
+// borrowed input buffer is gone.
+func (c *Conn) startProxy(loc *snapshot.Location) {
+	x := &c.w.x
+	r := &c.w.req
+	p := loc.Proxy
+	c.w.headCopy = append(c.w.headCopy[:0], r.HeadBytes()...)
+	r.Rebase(c.w.headCopy)
+
+	job := proxy.AcquireJob()
+	job.Method = append(job.Method[:0], r.Method()...)
+	job.RequestURI = append(job.RequestURI[:0], r.URI()...)
+	job.URI = append(job.URI[:0], x.uri...)
+	job.Args = append(job.Args[:0], x.args...)
+	job.URIChanged = x.internal
+	if c.remote.IsValid() {
+		job.ClientIP = c.remote.Addr().Unmap()
+	}
+	if p.HashKey != nil {
+		job.HashKey = c.eval(job.HashKey[:0], p.HashKey)
+	}
+	for i, n := 0, r.NumHeaders(); i < n; i++ {
+		name, value := r.HeaderAt(i)
+		job.AddHeader(name, value)
+	}
+	for i := range p.SetValues {
+		x.scratch = c.eval(x.scratch[:0], &p.SetValues[i])
+		job.AddSetValue(x.scratch)
+	}
+	call := &c.call
+	call.job, call.loc, call.err = job, loc, nil
+	call.state.Store(callRunning)
+	c.proxying = true
+
+	if x.errorPage {
+		// error_page redirects become GET (HEAD stays HEAD) and carry no
+		// body, as in ngx_http_send_error_page.
+		if r.MethodID() != http1.MethodHEAD {
+			job.Method = append(job.Method[:0], "GET"...)
+		}
+		c.dispatch()
+		return
+	}
+	if r.Chunked() || r.ContentLength() > 0 {
+		// proxy_request_buffering on: read the whole body first, so a slow
+		// client never holds an application worker.
+		c.collecting = true
+		return
+	}
+	c.dispatch()
+}
+
+// dispatch hands the job to a worker goroutine.
+func (c *Conn) dispatch() {
+	call := &c.call
+	if c.collecting {
+		call.job.ContentLength = int64(len(call.job.Body))
+	}
+	c.collecting = false
+	c.phase = phaseUpstream
+	c.deadline.Store(0) // upstream timeouts bound this phase
+	ctx, cancel := context.WithCancel(context.Background())
+	call.cancel = cancel
+	settings := call.loc.Proxy.Settings
+	job := call.job
+	t := c.t
+	go func() {
+		err := proxy.Do(ctx, settings, job)
+		cancel()
+		call.err = err
+		if call.state.CompareAndSwap(callRunning, callDone) {
+			t.WakeAfter(0)
+			return
+		}
+		// The client went away (Closed): nobody else will release it.
+		proxy.ReleaseJob(job)
+	}()
+}
+
+// abandonCall is called when the connection closes with a call in flight.
+func (c *Conn) abandonCall() {
+	if !c.proxying {
+		return
+	}
+	call := &c.call
+	if call.state.CompareAndSwap(callRunning, callAbandoned) {
+		if call.cancel != nil {
+			call.cancel()
+		}
+	} else if call.state.Load() == callDone {
+		proxy.ReleaseJob(call.job)
+	} else if c.collecting {
+		proxy.ReleaseJob(call.job)
+	}
+	c.proxying, c.collecting = false, false
+	call.job = nil
+}
+
+// callReady reports whether the worker has finished.
+func (c *Conn) callReady() bool { return c.call.state.Load() == callDone }
+
+// finishProxy writes the upstream response, or the error page for a failed
+// exchange (502 for refused/reset/invalid, 504 for timeouts), as nginx does.
+func (c *Conn) finishProxy() {
+	call := &c.call
+	job := call.job
+	x := &c.w.x
+	loc := call.loc
+	x.loc = loc
+	c.proxying = false
+	defer func() {
+		proxy.ReleaseJob(job)
+		call.job = nil
+	}()
+	x.upstreamAddr = job.Result.AppendUpstreamAddr(x.upstreamAddr[:0])
+	x.upstreamStatus = job.Result.AppendUpstreamStatus(x.upstreamStatus[:0])
+	x.upstreamTime = job.Result.AppendUpstreamResponseTime(x.upstreamTime[:0])
+	if call.err != nil {
+		status := job.Status
+		if ue, ok := call.err.(*upstream.Error); ok {
+			status = ue.Status
+		}
+		if status < 500 {
+			status = 502
+		}
+		c.finalize(status)
+		return
+	}
+	if loc.Proxy.Settings.Intercepts(job.Status, loc.ErrorPages[job.Status] != nil) {
+		c.finalize(job.Status)
+		return
+	}
+	h := &job.Head
+	x.hdrs = append(x.hdrs[:0], h.Lines...)
+	body := job.ResponseBody()
+	hd := head{status: job.Status, statusLine: h.StatusLine, contentType: h.ContentType, contentLength: int64(len(body)),
+		location: h.Location, noServer: h.HasServer, noDate: h.HasDate, upstream: true}
+	if job.Status == 204 || job.Status == 304 || job.Status < 200 {
+		hd.contentLength = -1
+		body = nil
+	} else if x.head {
+		hd.contentLength = int64(h.ContentLength)
+		body = nil
+	}
+	c.writeHead(&hd)
+	if len(body) > 0 {
+		// The job's body is released right after: copy it out.
+		c.w.out = append(c.w.out, body...)
+	}
+}
+
+// proxyVar appends $proxy_host, $proxy_port and $proxy_add_x_forwarded_for.
+func (c *Conn) proxyVar(dst []byte, v snapshot.VarID) []byte {
+	loc := c.w.x.loc
+	if loc == nil || loc.Proxy == nil {
+		if v == snapshot.VarProxyAddXFF {
+			return proxy.AppendAddXForwardedFor(dst, c.w.req.Header(hXFF), c.remote.Addr())
+		}
+		return dst
+	}
+	switch v {
+	case snapshot.VarProxyHost:
+		return append(dst, loc.Proxy.Settings.ProxyHost()...)
+	case snapshot.VarProxyPort:
+		return append(dst, loc.Proxy.Settings.ProxyPort()...)
+	}
+	return proxy.AppendAddXForwardedFor(dst, c.w.req.Header(hXFF), c.remote.Addr())
+}
+
+var hXFF = []byte("x-forwarded-for")
