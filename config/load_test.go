@@ -83,12 +83,12 @@ func TestLoadNotices(t *testing.T) {
 
 // Validate works on trees that did not come from Load (e.g. Parse output).
 func TestValidateParsedTree(t *testing.T) {
-	dirs, err := Parse("x.conf", []byte("events {}\nhttp { server { location / { proxy_pass http://b; } } }\n"))
+	dirs, err := Parse("x.conf", []byte("events {}\nhttp { server { location / { fastcgi_pass b:9000; } } }\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = Validate(&Config{Main: dirs})
-	if err == nil || err.Error() != `"proxy_pass" directive is not supported by edgeproxy in x.conf:2` {
+	if err == nil || err.Error() != `"fastcgi_pass" directive is not supported by edgeproxy in x.conf:2` {
 		t.Fatalf("Validate = %v", err)
 	}
 	if _, err := Validate(&Config{}); err == nil || err.Error() != `no "events" section in configuration` {
