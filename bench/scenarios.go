@@ -62,8 +62,7 @@ var scenarios = []scenario{
 		files: map[string]int64{"1k.bin": 1 << 10}},
 	{name: "idle10k", desc: "10,000 idle keep-alive connections (after one GET each)", conf: "idle10k.conf", kind: loadIdle, path: "/"},
 
-	// Proxy scenarios: skipped (with the -t error) until edgeproxy accepts
-	// upstream/proxy_pass.
+	// Proxy scenarios: a loopback Go backend, upstream keepalive on both sides.
 	{name: "proxy100b", desc: "proxy_pass to a Go backend, 100 B body, upstream keepalive", conf: "proxy.conf", kind: loadWrk, path: "/100b", backend: true},
 	{name: "proxy10k", desc: "proxy_pass to a Go backend, 10 KiB body, upstream keepalive", conf: "proxy.conf", kind: loadWrk, path: "/10k", backend: true},
 }
