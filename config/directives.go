@@ -215,7 +215,7 @@ var directives = []Spec{
 	{"load_module", NotImplemented, CtxMain, Take1, false, noBody},
 	{"location", Implemented, CtxServer | CtxLocation, Take12 | Block, false, CtxLocation},
 	{"lock_file", Accepted, CtxMain, Take1, true, noBody},
-	{"log_format", NotImplemented, CtxHTTP, TwoMore, false, noBody},
+	{"log_format", Implemented, CtxHTTP, TwoMore, false, noBody},
 	{"log_not_found", Implemented, ctxHSL, Flag, true, noBody},
 	{"log_subrequest", NotImplemented, ctxHSL, Flag, true, noBody},
 	{"map", NotImplemented, CtxHTTP, Take2 | Block, false, CtxFreeform},

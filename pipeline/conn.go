@@ -88,6 +88,12 @@ type Conn struct {
 	connTokens  [4]heldConn
 	nConnTokens int
 
+	reqStart   time.Time // first byte of the current request ($request_time)
+	reqBodyLen int64
+	pipelined  bool // the current request followed another in the same read ($pipe)
+	pendingLog []pendingLine
+	pendingBuf []byte
+
 	call       upstreamCall
 	proxying   bool // call holds a job (collecting its body or in flight)
 	collecting bool // the request body is being read into call.job.Body
@@ -146,6 +152,7 @@ func (c *Conn) SendDone(ok bool) {
 	if c.phase != phaseSending {
 		return
 	}
+	c.flushPendingLog()
 	if !ok {
 		c.phase = phaseClosing
 		c.t.Close()
@@ -238,6 +245,8 @@ func (c *Conn) feed(data []byte) int {
 			continue
 		case phaseIdle:
 			c.phase = phaseHead
+			c.reqStart = time.Now()
+			c.pipelined = off > 0
 			c.setDeadline(c.ln.Default.HeaderLims.ClientHeaderTimeout)
 			fallthrough
 		case phaseHead:
@@ -280,6 +289,7 @@ func (c *Conn) readHead(data []byte) (int, bool) {
 		c.closeNext = true
 		c.w.x.loc = srvDefault.Root
 		c.finalize(status)
+		c.logRequest(false)
 		c.phase = phaseClosing
 		c.flush()
 		c.t.Close()
@@ -298,7 +308,12 @@ func (c *Conn) readHead(data []byte) (int, bool) {
 		c.t.Close()
 		return len(data), false
 	}
+	c.reqBodyLen = 0
+	if cl := c.w.req.ContentLength(); cl > 0 {
+		c.reqBodyLen = cl
+	}
 	c.serve()
+	c.logAfterServe()
 	if c.phase == phaseDelayed {
 		// limit_req delays this request: leave its bytes unconsumed; they
 		// are parsed again (without a second limit check) when the delay
@@ -442,6 +457,7 @@ func (c *Conn) flush() {
 // writeBody queues a large in-memory body without copying it: the pending
 // output is flushed first so the order is kept.
 func (c *Conn) writeBody(b []byte) {
+	c.w.x.bodySent += int64(len(b))
 	if len(b) <= 16<<10 {
 		c.w.out = append(c.w.out, b...)
 		return
@@ -505,6 +521,7 @@ type heldConn struct {
 func (c *Conn) resumeProxy() bool {
 	c.phase = phaseHead
 	c.finishProxy()
+	c.logAfterServe()
 	switch c.phase {
 	case phaseUpstream, phaseClosing, phaseSending:
 		return false
@@ -515,4 +532,17 @@ func (c *Conn) resumeProxy() bool {
 	}
 	c.afterResponse()
 	return c.phase != phaseClosing
+}
+
+// logAfterServe writes the access log of a request that has been answered
+// (or prepares it, when a sendfile is still running).
+func (c *Conn) logAfterServe() {
+	switch {
+	case c.phase == phaseDelayed, c.phase == phaseUpstream, c.proxying:
+		return // not answered yet
+	case c.phase == phaseSending:
+		c.logRequest(true)
+	default:
+		c.logRequest(false)
+	}
 }

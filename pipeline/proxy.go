@@ -178,6 +178,7 @@ func (c *Conn) finishProxy() {
 	if len(body) > 0 {
 		// The job's body is released right after: copy it out.
 		c.w.out = append(c.w.out, body...)
+		x.bodySent = int64(len(body))
 	}
 }
 

@@ -67,6 +67,7 @@ func (c *Conn) writeHead(h *head) {
 		h.filterStatus = 0
 	}
 	x.status = h.status
+	headStart := len(c.w.out)
 	b := c.w.out
 	if h.statusLine != nil && x.overrideStatus == 0 {
 		b = append(b, "HTTP/1.1 "...)
@@ -132,6 +133,8 @@ func (c *Conn) writeHead(h *head) {
 		c.appendAddHeaders(fs)
 	}
 	c.w.out = append(c.w.out, "\r\n"...)
+	x.headSent = int64(len(c.w.out) - headStart)
+	x.bodySent = 0
 }
 
 // appendAddHeaders evaluates add_header values; an empty value adds nothing,
@@ -424,6 +427,7 @@ func (c *Conn) sendFile(f *static.File) {
 	c.flush()
 	c.phase = phaseSending
 	c.deadline.Store(0)
+	x.bodySent = n
 	c.t.SendFile(fd, off, n)
 }
 

@@ -41,6 +41,10 @@ type exchange struct {
 	upstreamAddr   []byte // $upstream_addr of the last proxied exchange
 	upstreamStatus []byte
 	upstreamTime   []byte
+	logBuf         []byte
+	varBuf         []byte
+	headSent       int64 // bytes of the response head ($bytes_sent - $body_bytes_sent)
+	bodySent       int64
 }
 
 func (x *exchange) init() {
@@ -73,6 +77,7 @@ func (x *exchange) reset(c *Conn, srv *snapshot.Server) {
 	}
 	x.reqIDSet = false
 	x.overrideStatus = 0
+	x.headSent, x.bodySent = 0, 0
 	x.upstreamAddr, x.upstreamStatus, x.upstreamTime = x.upstreamAddr[:0], x.upstreamStatus[:0], x.upstreamTime[:0]
 }
 

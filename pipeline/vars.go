@@ -40,10 +40,11 @@ func (c *Conn) appendVar(dst []byte, s *snapshot.Seg) []byte {
 		if h := r.Host(); len(h) > 0 {
 			return append(dst, h...)
 		}
-		if x.srv != nil && x.srv.Name != "" {
+		// No Host: the matched server's name, possibly empty (nginx).
+		if x.srv != nil {
 			return append(dst, x.srv.Name...)
 		}
-		return appendAddr(dst, c.local.Addr())
+		return dst
 	case snapshot.VarURI:
 		return append(dst, x.uri...)
 	case snapshot.VarRequestURI:

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"edgeproxy/accesslog"
 	"edgeproxy/config"
 	"edgeproxy/route"
 	"edgeproxy/static"
@@ -38,6 +39,7 @@ type compiler struct {
 	reqZones  map[string]*ReqZone
 	connZones map[string]*ConnZone
 	ups       map[string]*upstreamBlock
+	formats   map[string]*LogFormat
 	prefix    string
 	confDir   string
 }
@@ -50,6 +52,8 @@ func Compile(cfg *config.Config, prefix string) (*Snapshot, []Notice, error) {
 		listeners: map[string]*Listener{},
 		prefix:    prefix,
 	}
+	c.snap.Files = &static.Cache{}
+	c.snap.Logs = accesslog.NewRegistry(0)
 	if len(cfg.Files) > 0 {
 		c.confDir = filepath.Dir(cfg.Files[0])
 	}
@@ -106,7 +110,6 @@ func Compile(cfg *config.Config, prefix string) (*Snapshot, []Notice, error) {
 			return nil, nil, err
 		}
 	}
-	c.snap.Files = &static.Cache{}
 	return c.snap, c.notices, nil
 }
 
@@ -197,12 +200,16 @@ func (c *compiler) compileHTTP(h *config.Directive) error {
 	if err := c.upstreams(h.Block); err != nil {
 		return err
 	}
+	if err := c.logFormats(h.Block); err != nil {
+		return err
+	}
 	if err := c.applyCommon(h.Block, base, &hl, lvHTTP, &typesSet); err != nil {
 		return err
 	}
 	if !typesSet {
 		base.Types = static.BuiltinTypes()
 	}
+	c.defaultAccessLog(base)
 	for _, d := range h.Block {
 		if d.Name == "server" {
 			if err := c.compileServer(d, base, hl); err != nil {
@@ -243,6 +250,7 @@ func copyLoc(p *Location) *Location {
 	n.AliasRegex = false
 	n.Proxy = nil
 	n.proxyPass = nil
+	n.accessSet = false
 	return &n
 }
 
@@ -417,11 +425,10 @@ func (c *compiler) applyCommon(ds []*config.Directive, loc *Location, hl *Header
 		case "return":
 			err = c.ret(d, loc)
 		case "access_log":
-			// Access logs come with the logging issue; until then only
-			// "off" (which is what edgeproxy does) is accepted.
-			if d.Args[0] != "off" {
-				err = errAt(d, `"access_log" other than "off" is not supported by edgeproxy yet`)
-			}
+			err = c.accessLog(d, loc, !firsts["access_log"])
+			firsts["access_log"] = true
+		case "log_format":
+			// compiled by logFormats
 		case "error_log":
 			// http/server/location-level error_log: the process-wide log
 			// is used (see the main-level directive).

@@ -7,6 +7,7 @@ package snapshot
 import (
 	"time"
 
+	"edgeproxy/accesslog"
 	"edgeproxy/config"
 	"edgeproxy/route"
 	"edgeproxy/static"
@@ -30,6 +31,7 @@ type Snapshot struct {
 	Listeners []*Listener
 	Servers   []*Server
 	Files     *static.Cache // shared open-file cache
+	Logs      *accesslog.Registry
 }
 
 // Listener is one listening socket (address:port or unix path) and the
@@ -156,6 +158,9 @@ type Location struct {
 	SendTimeout       time.Duration
 	ClientMaxBodySize int64 // 0 = unlimited
 	Limits            Limits
+	AccessLogs        []AccessLog
+	AccessOff         bool
+	accessSet         bool
 	ProxyConf         ProxyConf
 	Proxy             *Proxy // proxy_pass of this location; nil when none
 	proxyPass         *config.Directive

@@ -56,6 +56,13 @@ const (
 	VarUpstreamAddr
 	VarUpstreamStatus
 	VarUpstreamResponseTime
+	VarBodyBytesSent
+	VarBytesSent
+	VarRequestTime
+	VarRequestLength
+	VarPipe
+	VarRemoteUser
+	VarGzipRatio
 )
 
 // Seg is one piece of a compiled template: a literal or a variable reference.
@@ -143,6 +150,13 @@ var simpleVars = map[string]VarID{
 	"upstream_addr":             VarUpstreamAddr,
 	"upstream_status":           VarUpstreamStatus,
 	"upstream_response_time":    VarUpstreamResponseTime,
+	"body_bytes_sent":           VarBodyBytesSent,
+	"bytes_sent":                VarBytesSent,
+	"request_time":              VarRequestTime,
+	"request_length":            VarRequestLength,
+	"pipe":                      VarPipe,
+	"remote_user":               VarRemoteUser,
+	"gzip_ratio":                VarGzipRatio,
 }
 
 // CompileTemplate parses nginx variable syntax ("$name", "${name}") in s.

@@ -170,6 +170,7 @@ func serve(snap *snapshot.Snapshot, tf *tuning.Flags, stderr io.Writer) int {
 	for {
 		select {
 		case err := <-errc:
+			snap.Logs.Close()
 			if err != nil {
 				fmt.Fprintf(stderr, "%s: [emerg] %v\n", name, err)
 				return 1
@@ -177,14 +178,21 @@ func serve(snap *snapshot.Snapshot, tf *tuning.Flags, stderr io.Writer) int {
 			return 0
 		case s := <-sigs:
 			switch s {
-			case syscall.SIGHUP, syscall.SIGUSR1:
-				fmt.Fprintf(stderr, "%s: [notice] signal %v ignored: reload and log reopening are not implemented yet\n", name, s)
+			case syscall.SIGUSR1:
+				// logrotate: reopen the access logs (nginx -s reopen).
+				if err := snap.Logs.Reopen(); err != nil {
+					fmt.Fprintf(stderr, "%s: [alert] reopening logs: %v\n", name, err)
+				}
+				continue
+			case syscall.SIGHUP:
+				fmt.Fprintf(stderr, "%s: [notice] signal %v ignored: configuration reload is not implemented yet\n", name, s)
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_ = e.Stop(ctx)
 			cancel()
 			<-errc
+			snap.Logs.Close()
 			return 0
 		}
 	}
