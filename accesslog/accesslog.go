@@ -13,8 +13,16 @@ import (
 	"time"
 )
 
-// maxBacklog is the buffered amount past which Write flushes synchronously.
-const maxBacklog = 8 << 20
+// chunkSize is the size of one in-memory log buffer: a full chunk is queued
+// for the flusher and a fresh one (recycled) takes its place, so appending
+// never copies a growing buffer.
+const chunkSize = 256 << 10
+
+// maxQueued is the number of full chunks past which Write flushes
+// synchronously (the disk is far behind; nothing is dropped).
+const maxQueued = 32
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, chunkSize); return &b }}
 
 // File is one open access log. Safe for concurrent use.
 type File struct {
@@ -22,8 +30,9 @@ type File struct {
 
 	mu    sync.Mutex
 	f     *os.File
-	buf   []byte
-	spare []byte
+	buf   *[]byte   // the chunk being filled
+	full  []*[]byte // full chunks waiting for the flusher
+	spare []*[]byte // flusher's scratch list (under wmu)
 	// wmu serialises writes to f (flusher, synchronous flushes, reopen).
 	wmu sync.Mutex
 }
@@ -62,39 +71,50 @@ func (r *Registry) Open(path string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &File{path: path, f: fd, buf: make([]byte, 0, 64<<10), spare: make([]byte, 0, 64<<10)}
+	f := &File{path: path, f: fd, buf: chunkPool.Get().(*[]byte)}
 	r.files[path] = f
 	return f, nil
 }
 
-// Write appends one line (which must end in '\n'). Any goroutine.
+// Write appends one line (which must end in '\n'). Any goroutine; it
+// does no I/O unless the flusher is far behind.
 func (f *File) Write(line []byte) {
 	f.mu.Lock()
-	f.buf = append(f.buf, line...)
-	big := len(f.buf) > maxBacklog
+	if len(*f.buf)+len(line) > chunkSize && len(*f.buf) > 0 {
+		f.full = append(f.full, f.buf)
+		f.buf = chunkPool.Get().(*[]byte)
+	}
+	*f.buf = append(*f.buf, line...)
+	behind := len(f.full) > maxQueued
 	f.mu.Unlock()
-	if big {
+	if behind {
 		f.Flush()
 	}
 }
 
-// Flush writes what is buffered. Any goroutine.
+// Flush writes what is buffered, in order. Any goroutine.
 func (f *File) Flush() {
 	f.wmu.Lock()
 	defer f.wmu.Unlock()
 	f.mu.Lock()
-	out := f.buf
-	f.buf = f.spare[:0]
-	f.mu.Unlock()
-	if len(out) > 0 {
-		_, _ = f.f.Write(out)
+	chunks := append(f.spare[:0], f.full...)
+	f.full = f.full[:0]
+	if len(*f.buf) > 0 {
+		chunks = append(chunks, f.buf)
+		f.buf = chunkPool.Get().(*[]byte)
 	}
-	if cap(out) > 1<<20 {
-		out = make([]byte, 0, 64<<10)
-	}
-	f.mu.Lock()
-	f.spare = out[:0]
 	f.mu.Unlock()
+	for _, c := range chunks {
+		_, _ = f.f.Write(*c)
+		*c = (*c)[:0]
+		if cap(*c) == chunkSize {
+			chunkPool.Put(c)
+		}
+	}
+	for i := range chunks {
+		chunks[i] = nil
+	}
+	f.spare = chunks[:0]
 }
 
 func (f *File) reopen() error {

@@ -50,6 +50,7 @@ type templateData struct {
 // access_log off, listen 127.0.0.1:{{.Port}}) and append an entry here.
 var scenarios = []scenario{
 	{name: "return200", desc: `location / { return 200 "ok"; }`, conf: "return200.conf", kind: loadWrk, path: "/"},
+	{name: "returnlog", desc: `return200 with access_log (combined) to a file`, conf: "log.conf", kind: loadWrk, path: "/"},
 	{name: "static1k", desc: "1 KiB static file", conf: "static.conf", kind: loadWrk, path: "/1k.bin",
 		files: map[string]int64{"1k.bin": 1 << 10}},
 	{name: "static1m", desc: "1 MiB static file", conf: "static.conf", kind: loadWrk, path: "/1m.bin",

@@ -89,6 +89,10 @@ type Conn struct {
 	nConnTokens int
 
 	reqStart   time.Time // first byte of the current request ($request_time)
+	now        time.Time // read once per Feed (zero outside Feed)
+	tlSec      int64     // second cached in tlBuf/isoBuf
+	tlBuf      []byte    // $time_local of tlSec
+	isoBuf     []byte    // $time_iso8601 of tlSec
 	reqBodyLen int64
 	pipelined  bool // the current request followed another in the same read ($pipe)
 	pendingLog []pendingLine
@@ -128,7 +132,7 @@ func (c *Conn) setDeadline(d time.Duration) {
 		c.deadline.Store(0)
 		return
 	}
-	c.deadline.Store(time.Now().Add(d).UnixNano())
+	c.deadline.Store(c.clock().Add(d).UnixNano())
 }
 
 // Expired reports whether the current phase has timed out at now; the
@@ -170,11 +174,15 @@ func (c *Conn) SendDone(ok bool) {
 // on the next call. data may be a borrowed buffer: nothing in it is retained
 // after Feed returns.
 func (c *Conn) Feed(data []byte) int {
+	// One clock read per batch of input, like nginx's cached time per
+	// event-loop iteration.
+	c.now = time.Now()
 	if c.w == nil {
 		c.w = getWork()
 	}
 	n := c.feed(data)
 	c.flush()
+	c.now = time.Time{}
 	if !c.proxying {
 		// A proxied request keeps its work (the rebased head, the
 		// exchange) until the response is written.
@@ -238,14 +246,14 @@ func (c *Conn) feed(data []byte) int {
 				return off
 			}
 		case phaseDelayed:
-			if time.Now().UnixNano() < c.delayUntil {
+			if c.clock().UnixNano() < c.delayUntil {
 				return off
 			}
 			c.phase = phaseHead
 			continue
 		case phaseIdle:
 			c.phase = phaseHead
-			c.reqStart = time.Now()
+			c.reqStart = c.clock()
 			c.pipelined = off > 0
 			c.setDeadline(c.ln.Default.HeaderLims.ClientHeaderTimeout)
 			fallthrough
@@ -545,4 +553,27 @@ func (c *Conn) logAfterServe() {
 	default:
 		c.logRequest(false)
 	}
+}
+
+// clock returns the time read at the start of this Feed (or now, outside).
+func (c *Conn) clock() time.Time {
+	if c.now.IsZero() {
+		return time.Now()
+	}
+	return c.now
+}
+
+// appendLocalTime appends $time_local or $time_iso8601, formatted once per
+// second per connection (no allocation, no shared state).
+func (c *Conn) appendLocalTime(dst []byte, iso bool) []byte {
+	now := c.clock()
+	if sec := now.Unix(); sec != c.tlSec || c.tlBuf == nil {
+		c.tlSec = sec
+		c.tlBuf = now.AppendFormat(c.tlBuf[:0], "02/Jan/2006:15:04:05 -0700")
+		c.isoBuf = now.AppendFormat(c.isoBuf[:0], "2006-01-02T15:04:05-07:00")
+	}
+	if iso {
+		return append(dst, c.isoBuf...)
+	}
+	return append(dst, c.tlBuf...)
 }

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"strconv"
-	"time"
 
 	"edgeproxy/snapshot"
 )
@@ -93,7 +92,7 @@ func (c *Conn) logVar(dst []byte, s *snapshot.Seg) []byte {
 	case snapshot.VarBytesSent:
 		return strconv.AppendInt(dst, x.headSent+x.bodySent, 10)
 	case snapshot.VarRequestTime:
-		d := time.Since(c.reqStart)
+		d := c.clock().Sub(c.reqStart)
 		ms := d.Milliseconds()
 		dst = strconv.AppendInt(dst, ms/1000, 10)
 		dst = append(dst, '.')

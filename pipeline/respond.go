@@ -340,7 +340,7 @@ func (c *Conn) sendFile(f *static.File) {
 				x.hdrs = append(x.hdrs, f.ETag...)
 				x.hdrs = append(x.hdrs, "\r\n"...)
 			}
-			x.hdrs = loc.Expires.AppendHeaders(x.hdrs, time.Now(), f.ModTime)
+			x.hdrs = loc.Expires.AppendHeaders(x.hdrs, c.clock(), f.ModTime)
 			h := head{status: 304, contentLength: -1, lastModified: f.LastModified}
 			c.writeHead(&h)
 			return
@@ -362,7 +362,7 @@ func (c *Conn) sendFile(f *static.File) {
 		etagEnd = len(x.hdrs)
 	}
 	if loc.Expires.AppliesTo(status) {
-		x.hdrs = loc.Expires.AppendHeaders(x.hdrs, time.Now(), f.ModTime)
+		x.hdrs = loc.Expires.AppendHeaders(x.hdrs, c.clock(), f.ModTime)
 	}
 	off, n := int64(0), f.Size
 	if status == 200 {

@@ -460,7 +460,7 @@ func (c *Conn) limitRequests(loc *snapshot.Location) bool {
 	case limiter.ReqDelayed:
 		wait := time.Duration(d.DelayMs) * time.Millisecond
 		c.limitDone = true
-		c.delayUntil = time.Now().Add(wait).UnixNano()
+		c.delayUntil = c.clock().Add(wait).UnixNano()
 		c.phase = phaseDelayed
 		c.deadline.Store(0)
 		c.w.out = c.w.out[:x.outMark] // nothing of this request is sent yet

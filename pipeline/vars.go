@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"time"
 
 	"edgeproxy/snapshot"
 )
@@ -149,7 +148,7 @@ func (c *Conn) appendVar(dst []byte, s *snapshot.Seg) []byte {
 	case snapshot.VarPid:
 		return append(dst, pidString...)
 	case snapshot.VarMsec:
-		now := time.Now()
+		now := c.clock()
 		dst = strconv.AppendInt(dst, now.Unix(), 10)
 		dst = append(dst, '.')
 		ms := now.Nanosecond() / 1e6
@@ -165,9 +164,9 @@ func (c *Conn) appendVar(dst []byte, s *snapshot.Seg) []byte {
 		}
 		return append(dst, h...)
 	case snapshot.VarTimeLocal:
-		return time.Now().AppendFormat(dst, "02/Jan/2006:15:04:05 -0700")
+		return c.appendLocalTime(dst, false)
 	case snapshot.VarTimeISO8601:
-		return time.Now().AppendFormat(dst, "2006-01-02T15:04:05-07:00")
+		return c.appendLocalTime(dst, true)
 	case snapshot.VarLimitReqStatus:
 		return append(dst, c.limitReq.String()...)
 	case snapshot.VarLimitConnStatus:
