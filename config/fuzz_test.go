@@ -94,7 +94,7 @@ func TestParseSeedConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Validate(&Config{Main: dirs})
-	if err == nil || err.Error() != `"log_format" directive is not supported by edgeproxy in rp.conf:21` {
+	if err == nil || err.Error() != `"gzip" directive is not supported by edgeproxy in rp.conf:32` {
 		t.Fatalf("Validate = %v", err)
 	}
 }

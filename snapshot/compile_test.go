@@ -41,7 +41,9 @@ func TestCompileErrors(t *testing.T) {
 		{`events {} http { server { location / { return abc; } } }`, "invalid return code"},
 		{`events {} http { server { location / { autoindex on; } } }`, "autoindex"},
 		{`events {} http { server { merge_slashes off; } }`, "merge_slashes"},
-		{`events {} http { access_log /var/log/x.log; }`, "access_log"},
+		{`events {} http { access_log syslog:server=127.0.0.1; }`, "syslog"},
+		{`events {} http { access_log /nonexistent-dir/x.log; }`, "open()"},
+		{`events {} http { access_log /tmp/x.log nosuchformat; }`, "unknown log format"},
 		{`events {} http { server { listen 127.0.0.1:8080 default_server; } server { listen 127.0.0.1:8080 default_server; } }`, "duplicate default server"},
 	}
 	for _, tc := range cases {
