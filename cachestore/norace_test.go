@@ -1,0 +1,5 @@
+//go:build !race
+
+package cachestore
+
+const raceEnabled = false
