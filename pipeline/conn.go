@@ -466,6 +466,11 @@ func (c *Conn) flush() {
 // output is flushed first so the order is kept.
 func (c *Conn) writeBody(b []byte) {
 	c.w.x.bodySent += int64(len(b))
+	c.writeBodyRaw(b)
+}
+
+// writeBodyRaw queues body bytes without accounting them.
+func (c *Conn) writeBodyRaw(b []byte) {
 	if len(b) <= 16<<10 {
 		c.w.out = append(c.w.out, b...)
 		return

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"sync/atomic"
 
@@ -173,6 +174,14 @@ func (c *Conn) finishProxy() {
 	} else if x.head {
 		hd.contentLength = int64(h.ContentLength)
 		body = nil
+	}
+	if hd.contentType != nil && body != nil {
+		vary, gz := c.gzipCheck(job.Status, hd.contentType, hd.contentLength, bytes.Contains(h.Lines, []byte("Content-Encoding:")))
+		if gz {
+			c.writeGzipped(&hd, body) // compresses into the exchange's buffer
+			return
+		}
+		hd.vary = vary
 	}
 	c.writeHead(&hd)
 	if len(body) > 0 {

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"io"
 	"strconv"
 	"time"
 
@@ -51,6 +52,9 @@ type head struct {
 	noServer      bool   // proxy_pass_header Server: the upstream's is in x.hdrs
 	noDate        bool
 	upstream      bool
+	chunked       bool // Transfer-Encoding: chunked (gzip of a known body, as nginx streams it)
+	gzip          bool // Content-Encoding: gzip
+	vary          bool // Vary: Accept-Encoding (gzip_vary on an eligible response)
 }
 
 // writeHead appends the status line and headers in nginx's order
@@ -112,6 +116,9 @@ func (c *Conn) writeHead(h *head) {
 		b = c.appendAbsolute(b, h.location)
 		b = append(b, "\r\n"...)
 	}
+	if h.chunked {
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
 	if c.closeNext || closingStatus(h.status) && x.status >= 400 {
 		c.closeNext = true
 		b = append(b, "Connection: close\r\n"...)
@@ -123,6 +130,12 @@ func (c *Conn) writeHead(h *head) {
 			b = append(b, "\r\n"...)
 		}
 	}
+	if h.vary {
+		b = append(b, "Vary: Accept-Encoding\r\n"...)
+	}
+	if h.gzip {
+		x.hdrs = weakenETag(x.hdrs)
+	}
 	b = append(b, x.hdrs...)
 	c.w.out = b
 	if len(loc.AddHeaders) > 0 {
@@ -131,6 +144,9 @@ func (c *Conn) writeHead(h *head) {
 			fs = h.filterStatus
 		}
 		c.appendAddHeaders(fs)
+	}
+	if h.gzip {
+		c.w.out = append(c.w.out, "Content-Encoding: gzip\r\n"...)
 	}
 	c.w.out = append(c.w.out, "\r\n"...)
 	x.headSent = int64(len(c.w.out) - headStart)
@@ -213,7 +229,22 @@ func (c *Conn) writeSimple(status int, body []byte, ctype []byte, noCharset bool
 		h.contentType, h.contentLength = nil, -1
 		body = nil
 	}
-	c.writeHead(&h)
+	c.writeHeadBody(&h, body, false)
+}
+
+// writeHeadBody writes a response with an in-memory body, compressed when
+// gzip applies.
+func (c *Conn) writeHeadBody(h *head, body []byte, hasEncoding bool) {
+	x := &c.w.x
+	if h.contentType != nil {
+		vary, gz := c.gzipCheck(h.status, h.contentType, h.contentLength, hasEncoding)
+		if gz {
+			c.writeGzipped(h, body)
+			return
+		}
+		h.vary = vary
+	}
+	c.writeHead(h)
 	if !x.head {
 		c.writeBody(body)
 	}
@@ -274,10 +305,7 @@ func (c *Conn) finalize(status int) {
 	body := http1.ErrorPageBody(status, x.loc.ServerTokens)
 	h := head{status: wire, contentType: textHTML, contentLength: int64(len(body))}
 	x.hdrs = x.hdrs[:0]
-	c.writeHead(&h)
-	if !x.head {
-		c.writeBody(body)
-	}
+	c.writeHeadBody(&h, body, false)
 }
 
 // runErrorPage follows an error_page entry (ngx_http_send_error_page).
@@ -331,6 +359,10 @@ func (c *Conn) sendFile(f *static.File) {
 		ctype = []byte(loc.DefaultType)
 	}
 	x.hdrs = x.hdrs[:0]
+	gzVary, gz := c.gzipCheck(status, ctype, f.Size, false)
+	if gz && f.Data == nil && f.Size > maxGzipFile {
+		gz = false // too big to compress in memory: sent as is
+	}
 	if status == 200 {
 		switch static.Conditional(f, c.w.req.Header(hIfModifiedSince), c.w.req.Header(hIfNoneMatch), c.w.req.Header(hIfMatch), c.w.req.Header(hIfUnmodifiedSince), loc.IMS, loc.Etag) {
 		case 304:
@@ -365,7 +397,7 @@ func (c *Conn) sendFile(f *static.File) {
 		x.hdrs = loc.Expires.AppendHeaders(x.hdrs, c.clock(), f.ModTime)
 	}
 	off, n := int64(0), f.Size
-	if status == 200 {
+	if status == 200 && !gz {
 		acceptRanges := true
 		if rh := c.w.req.Header(hRange); rh != nil && static.IfRange(f, c.w.req.Header(hIfRange), loc.Etag) {
 			ranges, st := static.ParseRange(rh, f.Size, x.ranges[:0])
@@ -402,9 +434,21 @@ func (c *Conn) sendFile(f *static.File) {
 		}
 	}
 	x.status = status
-	h := head{status: status, filterStatus: filterStatus, contentType: ctype, charset: true, contentLength: n}
+	h := head{status: status, filterStatus: filterStatus, contentType: ctype, charset: true, contentLength: n, vary: gzVary}
 	if status == 200 || status == 206 {
 		h.lastModified = f.LastModified
+	}
+	if gz {
+		data := f.Data
+		if data == nil {
+			var ok bool
+			if data, ok = c.readWhole(f); !ok {
+				c.finalize(500)
+				return
+			}
+		}
+		c.writeGzipped(&h, data)
+		return
 	}
 	c.writeHead(&h)
 	if x.head || n == 0 {
@@ -439,3 +483,25 @@ var (
 	hRange             = []byte("range")
 	hIfRange           = []byte("if-range")
 )
+
+// maxGzipFile is the largest file compressed on the fly (read whole into
+// memory on the loop, as nginx's gzip filter reads it through its buffers).
+const maxGzipFile = 16 << 20
+
+// readWhole reads a file for compression into the exchange's buffer.
+func (c *Conn) readWhole(f *static.File) ([]byte, bool) {
+	x := &c.w.x
+	fd, err := f.OpenFD()
+	if err != nil {
+		return nil, false
+	}
+	defer fd.Close()
+	if int64(cap(x.fileBuf)) < f.Size {
+		x.fileBuf = make([]byte, f.Size)
+	}
+	b := x.fileBuf[:f.Size]
+	if _, err := io.ReadFull(fd, b); err != nil {
+		return nil, false
+	}
+	return b, true
+}

@@ -45,6 +45,8 @@ type exchange struct {
 	varBuf         []byte
 	headSent       int64 // bytes of the response head ($bytes_sent - $body_bytes_sent)
 	bodySent       int64
+	gzOut          sliceWriter // compressed body
+	fileBuf        []byte      // a file read whole for compression
 }
 
 func (x *exchange) init() {

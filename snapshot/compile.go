@@ -166,6 +166,7 @@ func defaults() *Location {
 		SendTimeout:       60 * time.Second,
 		ClientMaxBodySize: 1 << 20,
 		Limits:            Limits{ReqStatus: 503, ConnStatus: 503},
+		Gzip:              defaultGzip(),
 		TCPNoDelay:        true,
 	}
 }
@@ -263,6 +264,12 @@ func (c *compiler) applyCommon(ds []*config.Directive, loc *Location, hl *Header
 	firsts := map[string]bool{}
 	for _, d := range ds {
 		var err error
+		if strings.HasPrefix(d.Name, "gzip") && d.Name != "gzip_buffers" && d.Name != "gzip_hash" && d.Name != "gzip_window" && d.Name != "gzip_no_buffer" {
+			if err := c.gzipDirective(d, &loc.Gzip, firsts); err != nil {
+				return err
+			}
+			continue
+		}
 		if strings.HasPrefix(d.Name, "proxy_") {
 			if lv != lvLocation && d.Name == "proxy_pass" {
 				return errAt(d, "%q directive is not allowed here", d.Name)

@@ -158,6 +158,7 @@ type Location struct {
 	SendTimeout       time.Duration
 	ClientMaxBodySize int64 // 0 = unlimited
 	Limits            Limits
+	Gzip              Gzip
 	AccessLogs        []AccessLog
 	AccessOff         bool
 	accessSet         bool

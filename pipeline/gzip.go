@@ -1,0 +1,220 @@
+package pipeline
+
+import (
+	"bytes"
+	"strconv"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+
+	"edgeproxy/snapshot"
+)
+
+// gzipCheck is nginx's gzip decision (ngx_http_gzip_header_filter, then
+// ngx_http_gzip_ok). vary reports that the response was eligible, so
+// "Vary: Accept-Encoding" is sent with gzip_vary on even when this client
+// gets it uncompressed; compress reports that this client gets gzip.
+func (c *Conn) gzipCheck(status int, ctype []byte, clen int64, hasEncoding bool) (vary, compress bool) {
+	x := &c.w.x
+	g := &x.loc.Gzip
+	if !g.On || hasEncoding {
+		return false, false
+	}
+	if x.overrideStatus != 0 {
+		status = x.overrideStatus
+	}
+	if status != 200 && status != 403 && status != 404 {
+		return false, false
+	}
+	if clen >= 0 && clen < g.MinLength {
+		return false, false
+	}
+	mt := ctype
+	if i := bytes.IndexByte(mt, ';'); i >= 0 {
+		mt = bytes.TrimRight(mt[:i], " ")
+	}
+	if !g.AnyType && !g.Types[string(bytes.ToLower(mt))] {
+		return false, false
+	}
+	return g.Vary, c.gzipOK(g)
+}
+
+// gzipOK checks the request side (ngx_http_gzip_ok): HTTP version,
+// Accept-Encoding, gzip_disable, and gzip_proxied for requests with Via.
+func (c *Conn) gzipOK(g *snapshot.Gzip) bool {
+	r := &c.w.req
+	major, minor := r.Proto()
+	if major == 1 && minor == 0 && !g.HTTP10 {
+		return false
+	}
+	if !acceptsGzip(r.Header(hAcceptEncoding)) {
+		return false
+	}
+	if ua := r.Header(hUserAgent); ua != nil {
+		if g.DisableMSIE && isMSIE6(ua) {
+			return false
+		}
+		for _, re := range g.Disable {
+			if re.Match(ua) {
+				return false
+			}
+		}
+	}
+	if r.Header(hVia) != nil {
+		p := g.Proxied
+		switch {
+		case p&snapshot.ProxiedAny != 0:
+			return true
+		case p&snapshot.ProxiedOff != 0 || p == 0:
+			return false
+		case p&snapshot.ProxiedAuth != 0 && r.Header(hAuthorization) != nil:
+			return true
+		case p&snapshot.ProxiedNoETag != 0 && !bytes.Contains(c.w.x.hdrs, []byte("ETag:")):
+			return true
+		case p&snapshot.ProxiedNoLastModified != 0 && !bytes.Contains(c.w.x.hdrs, []byte("Last-Modified:")):
+			return true
+		}
+		return false
+	}
+	return true
+}
+
+// acceptsGzip parses Accept-Encoding like ngx_http_gzip_accept_encoding:
+// a "gzip" token whose q-value is not zero.
+func acceptsGzip(ae []byte) bool {
+	for len(ae) > 0 {
+		var item []byte
+		if i := bytes.IndexByte(ae, ','); i >= 0 {
+			item, ae = ae[:i], ae[i+1:]
+		} else {
+			item, ae = ae, nil
+		}
+		item = bytes.TrimSpace(item)
+		name := item
+		var params []byte
+		if i := bytes.IndexByte(item, ';'); i >= 0 {
+			name, params = bytes.TrimSpace(item[:i]), item[i+1:]
+		}
+		if !bytes.EqualFold(name, []byte("gzip")) {
+			continue
+		}
+		return !qZero(params)
+	}
+	return false
+}
+
+// qZero reports whether parameters say q=0 (q=0, q=0.0, q=0.000).
+func qZero(params []byte) bool {
+	for len(params) > 0 {
+		var p []byte
+		if i := bytes.IndexByte(params, ';'); i >= 0 {
+			p, params = params[:i], params[i+1:]
+		} else {
+			p, params = params, nil
+		}
+		p = bytes.TrimSpace(p)
+		if len(p) < 2 || (p[0] != 'q' && p[0] != 'Q') || p[1] != '=' {
+			continue
+		}
+		v := p[2:]
+		if len(v) == 0 || v[0] != '0' {
+			return false
+		}
+		for _, ch := range v[1:] {
+			if ch != '.' && ch != '0' {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// isMSIE6 is gzip_disable msie6: "MSIE [4-6]\." without "SV1" (nginx's
+// special-cased check).
+func isMSIE6(ua []byte) bool {
+	i := bytes.Index(ua, []byte("MSIE "))
+	if i < 0 || i+7 > len(ua) {
+		return false
+	}
+	v := ua[i+5]
+	if v < '4' || v > '6' || ua[i+6] != '.' {
+		return false
+	}
+	return !bytes.Contains(ua[i:], []byte("SV1"))
+}
+
+var (
+	hAcceptEncoding = []byte("accept-encoding")
+	hUserAgent      = []byte("user-agent")
+	hVia            = []byte("via")
+)
+
+// gzipWriters pools one compressor per level (klauspost/compress: faster
+// than compress/gzip at the same ratio).
+var gzipWriters [10]sync.Pool
+
+type sliceWriter struct{ b []byte }
+
+func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+
+// gzipBody compresses body into the exchange's buffer.
+func (c *Conn) gzipBody(body []byte, level int) []byte {
+	x := &c.w.x
+	sw := &x.gzOut
+	sw.b = sw.b[:0]
+	zw, _ := gzipWriters[level].Get().(*gzip.Writer)
+	if zw == nil {
+		zw, _ = gzip.NewWriterLevel(sw, level)
+	} else {
+		zw.Reset(sw)
+	}
+	_, _ = zw.Write(body)
+	_ = zw.Close()
+	gzipWriters[level].Put(zw)
+	return sw.b
+}
+
+// writeGzipped writes h and body compressed: chunked for HTTP/1.1 (nginx
+// does not know the length in advance either), close-delimited for 1.0.
+func (c *Conn) writeGzipped(h *head, body []byte) {
+	x := &c.w.x
+	h.contentLength = -1
+	h.gzip, h.vary = true, x.loc.Gzip.Vary
+	if x.head {
+		// nginx sends the gzip headers for HEAD too, without a body.
+		c.writeHead(h)
+		return
+	}
+	z := c.gzipBody(body, x.loc.Gzip.Level)
+	_, minor := c.w.req.Proto()
+	if minor == 0 {
+		c.closeNext = true
+	} else {
+		h.chunked = true
+	}
+	c.writeHead(h)
+	x.bodySent = int64(len(z))
+	if h.chunked {
+		c.w.out = strconv.AppendInt(c.w.out, int64(len(z)), 16)
+		c.w.out = append(c.w.out, "\r\n"...)
+		c.writeBodyRaw(z)
+		c.w.out = append(c.w.out, "\r\n0\r\n\r\n"...)
+		return
+	}
+	c.writeBodyRaw(z)
+}
+
+// weakenETag turns a strong ETag in the headers list into a weak one, as
+// nginx's gzip filter does (ngx_http_weak_etag).
+func weakenETag(hdrs []byte) []byte {
+	i := bytes.Index(hdrs, []byte("ETag: \""))
+	if i < 0 {
+		return hdrs
+	}
+	j := i + len("ETag: ")
+	hdrs = append(hdrs, 0, 0)
+	copy(hdrs[j+2:], hdrs[j:len(hdrs)-2])
+	hdrs[j], hdrs[j+1] = 'W', '/'
+	return hdrs
+}
