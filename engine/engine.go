@@ -104,6 +104,9 @@ func New(snap *snapshot.Snapshot, opt Options) *Engine {
 func (e *Engine) Addrs() []string {
 	var out []string
 	for _, l := range e.snap.Listeners {
+		if l.SSL {
+			continue // served by tlsterm
+		}
 		switch l.Network {
 		case "unix":
 			out = append(out, "unix://"+l.Addr)

@@ -98,6 +98,8 @@ type Conn struct {
 	pendingLog []pendingLine
 	pendingBuf []byte
 
+	tlsProto, tlsCipher, tlsSNI string // $ssl_protocol, $ssl_cipher, $ssl_server_name
+
 	call       upstreamCall
 	proxying   bool // call holds a job (collecting its body or in flight)
 	collecting bool // the request body is being read into call.job.Body
@@ -581,4 +583,10 @@ func (c *Conn) appendLocalTime(dst []byte, iso bool) []byte {
 		return append(dst, c.isoBuf...)
 	}
 	return append(dst, c.tlBuf...)
+}
+
+// SetTLS records the negotiated TLS parameters for $ssl_protocol,
+// $ssl_cipher and $ssl_server_name. Owner goroutine, before Feed.
+func (c *Conn) SetTLS(proto, cipher, sni string) {
+	c.tlsProto, c.tlsCipher, c.tlsSNI = proto, cipher, sni
 }

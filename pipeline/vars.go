@@ -179,6 +179,12 @@ func (c *Conn) appendVar(dst []byte, s *snapshot.Seg) []byte {
 		return append(dst, x.upstreamStatus...)
 	case snapshot.VarUpstreamResponseTime:
 		return append(dst, x.upstreamTime...)
+	case snapshot.VarSSLProtocol:
+		return append(dst, c.tlsProto...)
+	case snapshot.VarSSLCipher:
+		return append(dst, c.tlsCipher...)
+	case snapshot.VarSSLServerName:
+		return append(dst, c.tlsSNI...)
 	case snapshot.VarCapture:
 		n := s.CaptureN
 		if s.HostCap {

@@ -167,6 +167,7 @@ func defaults() *Location {
 		ClientMaxBodySize: 1 << 20,
 		Limits:            Limits{ReqStatus: 503, ConnStatus: 503},
 		Gzip:              defaultGzip(),
+		TLS:               defaultTLS(),
 		TCPNoDelay:        true,
 	}
 }
@@ -266,6 +267,12 @@ func (c *compiler) applyCommon(ds []*config.Directive, loc *Location, hl *Header
 		var err error
 		if strings.HasPrefix(d.Name, "gzip") && d.Name != "gzip_buffers" && d.Name != "gzip_hash" && d.Name != "gzip_window" && d.Name != "gzip_no_buffer" {
 			if err := c.gzipDirective(d, &loc.Gzip, firsts); err != nil {
+				return err
+			}
+			continue
+		}
+		if strings.HasPrefix(d.Name, "ssl") && d.Name != "ssl_prefer_server_ciphers" {
+			if err := c.tlsDirective(d, &loc.TLS, firsts); err != nil {
 				return err
 			}
 			continue
@@ -684,8 +691,23 @@ func (c *compiler) compileServer(d *config.Directive, http *Location, hl HeaderL
 		}
 		listens = append(listens, &config.Directive{Name: "listen", Args: []string{strconv.Itoa(port)}, File: d.File, Line: d.Line})
 	}
+	ssl := false
 	for _, l := range listens {
 		if err := c.listen(l, srv); err != nil {
+			return err
+		}
+		for _, a := range l.Args[1:] {
+			if a == "ssl" {
+				ssl = true
+			}
+		}
+	}
+	if ssl {
+		if len(root.TLS.CertFiles) == 0 {
+			// nginx: no "ssl_certificate" is defined for the "listen ... ssl"
+			return errAt(listens[0], "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in %s:%d", d.File, d.Line)
+		}
+		if err := c.loadCerts(&root.TLS, listens[0]); err != nil {
 			return err
 		}
 	}
@@ -934,6 +956,8 @@ func (c *compiler) listen(d *config.Directive, srv *Server) error {
 			isDefault = true
 		case p == "reuseport":
 			l.ReusePort = true
+		case p == "ssl":
+			l.SSL = true
 		case strings.HasPrefix(p, "backlog="):
 			n, err := strconv.Atoi(p[8:])
 			if err != nil || n == 0 {
@@ -961,6 +985,9 @@ func (c *compiler) listen(d *config.Directive, srv *Server) error {
 		}
 		if l.ReusePort {
 			ex.ReusePort = true
+		}
+		if l.SSL {
+			ex.SSL = true
 		}
 	}
 	idx := len(ex.Servers)

@@ -53,6 +53,9 @@ type Listener struct {
 	// NeedCaps is set when a server on this socket uses captures of its
 	// server_name regex.
 	NeedCaps bool
+	// SSL is set by "listen ... ssl": the TLS listener serves this socket
+	// instead of gnet.
+	SSL bool
 
 	defaultSet bool // a server named this listener default_server explicitly
 }
@@ -159,6 +162,7 @@ type Location struct {
 	ClientMaxBodySize int64 // 0 = unlimited
 	Limits            Limits
 	Gzip              Gzip
+	TLS               TLSConf
 	AccessLogs        []AccessLog
 	AccessOff         bool
 	accessSet         bool

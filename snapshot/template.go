@@ -63,6 +63,9 @@ const (
 	VarPipe
 	VarRemoteUser
 	VarGzipRatio
+	VarSSLProtocol
+	VarSSLCipher
+	VarSSLServerName
 )
 
 // Seg is one piece of a compiled template: a literal or a variable reference.
@@ -157,6 +160,9 @@ var simpleVars = map[string]VarID{
 	"pipe":                      VarPipe,
 	"remote_user":               VarRemoteUser,
 	"gzip_ratio":                VarGzipRatio,
+	"ssl_protocol":              VarSSLProtocol,
+	"ssl_cipher":                VarSSLCipher,
+	"ssl_server_name":           VarSSLServerName,
 }
 
 // CompileTemplate parses nginx variable syntax ("$name", "${name}") in s.

@@ -24,6 +24,7 @@ import (
 	"edgeproxy/engine"
 	"edgeproxy/pipeline"
 	"edgeproxy/snapshot"
+	"edgeproxy/tlsterm"
 	"edgeproxy/tuning"
 )
 
@@ -163,10 +164,18 @@ func serve(snap *snapshot.Snapshot, tf *tuning.Flags, stderr io.Writer) int {
 		}
 		defer os.Remove(snap.PidFile)
 	}
+	ts := tlsterm.New(snap)
+	if err := ts.Start(); err != nil {
+		fmt.Fprintf(stderr, "%s: [emerg] %v\n", name, err)
+		return 1
+	}
+	defer ts.Stop()
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1)
 	errc := make(chan error, 1)
-	go func() { errc <- e.Run() }()
+	if len(e.Addrs()) > 0 {
+		go func() { errc <- e.Run() }()
+	}
 	for {
 		select {
 		case err := <-errc:
@@ -188,10 +197,12 @@ func serve(snap *snapshot.Snapshot, tf *tuning.Flags, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "%s: [notice] signal %v ignored: configuration reload is not implemented yet\n", name, s)
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			_ = e.Stop(ctx)
-			cancel()
-			<-errc
+			if len(e.Addrs()) > 0 {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_ = e.Stop(ctx)
+				cancel()
+				<-errc
+			}
 			snap.Logs.Close()
 			return 0
 		}
