@@ -21,6 +21,7 @@ type upstreamCall struct {
 	err    error
 	cancel context.CancelFunc
 	state  atomic.Int32 // callRunning, callDone, callAbandoned
+	cache  cacheCall
 }
 
 const (
@@ -60,6 +61,10 @@ func (c *Conn) startProxy(loc *snapshot.Location) {
 		x.scratch = c.eval(x.scratch[:0], &p.SetValues[i])
 		job.AddSetValue(x.scratch)
 	}
+	if c.call.cache.zone != nil && loc.Cache.ConvertHead && r.MethodID() == http1.MethodHEAD {
+		// proxy_cache_convert_head: fetch the full response to cache it.
+		job.Method = append(job.Method[:0], "GET"...)
+	}
 	call := &c.call
 	call.job, call.loc, call.err = job, loc, nil
 	call.state.Store(callRunning)
@@ -98,7 +103,18 @@ func (c *Conn) dispatch() {
 	job := call.job
 	t := c.t
 	go func() {
-		err := proxy.Do(ctx, settings, job)
+		cl := &call.cache
+		release, served := cacheBefore(cl)
+		var err error
+		if !served {
+			err = proxy.Do(ctx, settings, job)
+			if err == nil {
+				cacheAfter(cl, job, release != nil)
+			}
+		}
+		if release != nil {
+			release()
+		}
 		cancel()
 		call.err = err
 		if call.state.CompareAndSwap(callRunning, callDone) {
@@ -148,6 +164,22 @@ func (c *Conn) finishProxy() {
 	x.upstreamAddr = job.Result.AppendUpstreamAddr(x.upstreamAddr[:0])
 	x.upstreamStatus = job.Result.AppendUpstreamStatus(x.upstreamStatus[:0])
 	x.upstreamTime = job.Result.AppendUpstreamResponseTime(x.upstreamTime[:0])
+	cl := &call.cache
+	if cl.hit != nil {
+		// A proxy_cache_lock waiter: the leader's response, from the cache.
+		x.cacheStatus = "HIT"
+		c.serveCached(cl.hit)
+		return
+	}
+	_, timedOut := call.err.(*upstream.Error)
+	if timedOut {
+		timedOut = call.err.(*upstream.Error).Status == 504
+	}
+	if staleFor(cl, call.err != nil, timedOut, job.Status) {
+		x.cacheStatus = "STALE"
+		c.serveCached(cl.stale)
+		return
+	}
 	if call.err != nil {
 		status := job.Status
 		if ue, ok := call.err.(*upstream.Error); ok {

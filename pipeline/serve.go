@@ -47,6 +47,9 @@ type exchange struct {
 	bodySent       int64
 	gzOut          sliceWriter // compressed body
 	fileBuf        []byte      // a file read whole for compression
+	cacheKey       []byte
+	cacheScratch   []byte
+	cacheStatus    string // $upstream_cache_status
 }
 
 func (x *exchange) init() {
@@ -80,6 +83,7 @@ func (x *exchange) reset(c *Conn, srv *snapshot.Server) {
 	x.reqIDSet = false
 	x.overrideStatus = 0
 	x.headSent, x.bodySent = 0, 0
+	x.cacheStatus = ""
 	x.upstreamAddr, x.upstreamStatus, x.upstreamTime = x.upstreamAddr[:0], x.upstreamStatus[:0], x.upstreamTime[:0]
 }
 
@@ -214,6 +218,10 @@ func (c *Conn) runLocation(loc *snapshot.Location) {
 		return
 	}
 	if loc.Proxy != nil {
+		c.call.cache.zone = nil
+		if loc.Cache.Zone != nil && c.cacheLookup(loc) {
+			return
+		}
 		c.startProxy(loc)
 		return
 	}

@@ -179,6 +179,8 @@ func (c *Conn) appendVar(dst []byte, s *snapshot.Seg) []byte {
 		return append(dst, x.upstreamStatus...)
 	case snapshot.VarUpstreamResponseTime:
 		return append(dst, x.upstreamTime...)
+	case snapshot.VarUpstreamCacheStatus:
+		return append(dst, x.cacheStatus...)
 	case snapshot.VarSSLProtocol:
 		return append(dst, c.tlsProto...)
 	case snapshot.VarSSLCipher:

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"edgeproxy/accesslog"
+	"edgeproxy/cachestore"
 	"edgeproxy/config"
 	"edgeproxy/route"
 	"edgeproxy/static"
@@ -40,6 +41,7 @@ type compiler struct {
 	connZones map[string]*ConnZone
 	ups       map[string]*upstreamBlock
 	formats   map[string]*LogFormat
+	zones     map[string]*cachestore.Zone
 	prefix    string
 	confDir   string
 }
@@ -168,6 +170,7 @@ func defaults() *Location {
 		Limits:            Limits{ReqStatus: 503, ConnStatus: 503},
 		Gzip:              defaultGzip(),
 		TLS:               defaultTLS(),
+		Cache:             defaultCache(),
 		TCPNoDelay:        true,
 	}
 }
@@ -203,6 +206,9 @@ func (c *compiler) compileHTTP(h *config.Directive) error {
 		return err
 	}
 	if err := c.logFormats(h.Block); err != nil {
+		return err
+	}
+	if err := c.cachePaths(h.Block); err != nil {
 		return err
 	}
 	if err := c.applyCommon(h.Block, base, &hl, lvHTTP, &typesSet); err != nil {
@@ -273,6 +279,12 @@ func (c *compiler) applyCommon(ds []*config.Directive, loc *Location, hl *Header
 		}
 		if strings.HasPrefix(d.Name, "ssl") && d.Name != "ssl_prefer_server_ciphers" {
 			if err := c.tlsDirective(d, &loc.TLS, firsts); err != nil {
+				return err
+			}
+			continue
+		}
+		if strings.HasPrefix(d.Name, "proxy_cache") || d.Name == "proxy_no_cache" || d.Name == "proxy_ignore_headers" {
+			if err := c.cacheDirective(d, &loc.Cache, firsts); err != nil {
 				return err
 			}
 			continue
@@ -854,6 +866,12 @@ func templatesOf(l *Location) []*Template {
 	}
 	for i := range l.ProxyConf.SetValues {
 		ts = append(ts, &l.ProxyConf.SetValues[i])
+	}
+	for i := range l.Cache.Bypass {
+		ts = append(ts, &l.Cache.Bypass[i])
+	}
+	for i := range l.Cache.NoCache {
+		ts = append(ts, &l.Cache.NoCache[i])
 	}
 	return ts
 }

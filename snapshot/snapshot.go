@@ -167,6 +167,7 @@ type Location struct {
 	AccessOff         bool
 	accessSet         bool
 	ProxyConf         ProxyConf
+	Cache             CacheConf
 	Proxy             *Proxy // proxy_pass of this location; nil when none
 	proxyPass         *config.Directive
 	TCPNoDelay        bool

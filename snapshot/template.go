@@ -66,6 +66,7 @@ const (
 	VarSSLProtocol
 	VarSSLCipher
 	VarSSLServerName
+	VarUpstreamCacheStatus
 )
 
 // Seg is one piece of a compiled template: a literal or a variable reference.
@@ -163,6 +164,7 @@ var simpleVars = map[string]VarID{
 	"ssl_protocol":              VarSSLProtocol,
 	"ssl_cipher":                VarSSLCipher,
 	"ssl_server_name":           VarSSLServerName,
+	"upstream_cache_status":     VarUpstreamCacheStatus,
 }
 
 // CompileTemplate parses nginx variable syntax ("$name", "${name}") in s.
