@@ -218,7 +218,7 @@ var directives = []Spec{
 	{"log_format", Implemented, CtxHTTP, TwoMore, false, noBody},
 	{"log_not_found", Implemented, ctxHSL, Flag, true, noBody},
 	{"log_subrequest", NotImplemented, ctxHSL, Flag, true, noBody},
-	{"map", NotImplemented, CtxHTTP, Take2 | Block, false, CtxFreeform},
+	{"map", Implemented, CtxHTTP, Take2 | Block, false, CtxFreeform},
 	{"map_hash_bucket_size", Accepted, CtxHTTP, Take1, true, noBody},
 	{"map_hash_max_size", Accepted, CtxHTTP, Take1, true, noBody},
 	{"master_process", Accepted, CtxMain, Flag, true, noBody},

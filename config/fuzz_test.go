@@ -82,8 +82,8 @@ func FuzzLex(f *testing.F) {
 	})
 }
 
-// The realistic seed parses, and edgeproxy names the first directive it
-// lacks (the mime.types include is not expanded by Parse).
+// The realistic seed parses and every directive in it is one edgeproxy
+// implements or accepts (the mime.types include is not expanded by Parse).
 func TestParseSeedConfig(t *testing.T) {
 	src, err := os.ReadFile("testdata/reverse-proxy.conf")
 	if err != nil {
@@ -93,8 +93,7 @@ func TestParseSeedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Validate(&Config{Main: dirs})
-	if err == nil || err.Error() != `"gzip" directive is not supported by edgeproxy in rp.conf:32` {
+	if _, err = Validate(&Config{Main: dirs}); err != nil {
 		t.Fatalf("Validate = %v", err)
 	}
 }

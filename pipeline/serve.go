@@ -50,6 +50,7 @@ type exchange struct {
 	cacheKey       []byte
 	cacheScratch   []byte
 	cacheStatus    string // $upstream_cache_status
+	mapDepth       int
 }
 
 func (x *exchange) init() {

@@ -179,6 +179,23 @@ func (c *Conn) appendVar(dst []byte, s *snapshot.Seg) []byte {
 		return append(dst, x.upstreamStatus...)
 	case snapshot.VarUpstreamResponseTime:
 		return append(dst, x.upstreamTime...)
+	case snapshot.VarMap:
+		m := c.snap.Maps[s.CaptureN]
+		x.mapDepth++
+		if x.mapDepth > 8 {
+			x.mapDepth--
+			return dst // a map that refers to itself
+		}
+		start := len(dst)
+		dst = c.eval(dst, &m.Source)
+		key := dst[start:]
+		t := m.Lookup(key)
+		dst = dst[:start]
+		if t != nil {
+			dst = c.eval(dst, t)
+		}
+		x.mapDepth--
+		return dst
 	case snapshot.VarUpstreamCacheStatus:
 		return append(dst, x.cacheStatus...)
 	case snapshot.VarSSLProtocol:

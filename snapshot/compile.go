@@ -42,6 +42,7 @@ type compiler struct {
 	ups       map[string]*upstreamBlock
 	formats   map[string]*LogFormat
 	zones     map[string]*cachestore.Zone
+	maps      map[string]int
 	prefix    string
 	confDir   string
 }
@@ -199,6 +200,9 @@ func (c *compiler) compileHTTP(h *config.Directive) error {
 	base := defaults()
 	hl := defaultHeaderLimits()
 	typesSet := false
+	if err := c.mapBlocks(h.Block); err != nil {
+		return err
+	}
 	if err := c.limitZones(h.Block); err != nil {
 		return err
 	}
@@ -299,8 +303,8 @@ func (c *compiler) applyCommon(ds []*config.Directive, loc *Location, hl *Header
 			continue
 		}
 		switch d.Name {
-		case "upstream":
-			continue // compiled by upstreams
+		case "upstream", "map":
+			continue // compiled by upstreams / mapBlocks
 		case "limit_req_zone", "limit_conn_zone", "limit_req", "limit_conn", "limit_req_status", "limit_conn_status",
 			"limit_req_dry_run", "limit_conn_dry_run", "limit_req_log_level", "limit_conn_log_level":
 			err = c.limitDirective(d, loc, &firstReq, &firstConn)
@@ -501,6 +505,15 @@ func (c *compiler) tmpl(d *config.Directive, s string) (Template, error) {
 	t, err := CompileTemplate(s)
 	if err != nil {
 		return t, errAt(d, "%s", err.Error())
+	}
+	// Names that are no built-in variable may be `map` variables.
+	for i := range t.Segs {
+		sg := &t.Segs[i]
+		if sg.Var == VarCapture && sg.CaptureN < 0 {
+			if idx, ok := c.maps[strings.ToLower(sg.Arg)]; ok {
+				sg.Var, sg.CaptureN = VarMap, idx
+			}
+		}
 	}
 	return t, nil
 }
@@ -976,6 +989,8 @@ func (c *compiler) listen(d *config.Directive, srv *Server) error {
 			l.ReusePort = true
 		case p == "ssl":
 			l.SSL = true
+		case p == "http2":
+			c.note(d, `"listen ... http2": HTTP/2 is not implemented yet; TLS clients negotiate HTTP/1.1 through ALPN`)
 		case strings.HasPrefix(p, "backlog="):
 			n, err := strconv.Atoi(p[8:])
 			if err != nil || n == 0 {

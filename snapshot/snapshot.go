@@ -29,6 +29,7 @@ type Snapshot struct {
 	TCPNoDelay bool
 
 	Listeners []*Listener
+	Maps      []*Map // `map` variables, indexed by Seg.CaptureN of VarMap
 	Servers   []*Server
 	Files     *static.Cache // shared open-file cache
 	Logs      *accesslog.Registry

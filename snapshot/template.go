@@ -67,6 +67,7 @@ const (
 	VarSSLCipher
 	VarSSLServerName
 	VarUpstreamCacheStatus
+	VarMap // a `map` variable; CaptureN is its index in Snapshot.Maps
 )
 
 // Seg is one piece of a compiled template: a literal or a variable reference.
