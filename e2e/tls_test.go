@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -107,9 +108,11 @@ func tlsAddr(t *testing.T, s *server) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := strings.Index(string(b), " ssl;")
-	j := strings.LastIndex(string(b[:i]), "127.0.0.1:")
-	return string(b[j:i])
+	m := sslListen.FindStringSubmatch(string(b))
+	if m == nil {
+		t.Fatal("no ssl listen in the config")
+	}
+	return m[1]
 }
 
 type tlsReply struct {
@@ -240,4 +243,12 @@ func TestTLSDifferential(t *testing.T) {
 	// The plaintext server redirects to https like nginx.
 	differential(t, ngx, edge, []dcase{{name: "https-redirect", raw: "GET /p?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n", status: 301}})
 	_ = fmt.Sprint()
+}
+
+var sslListen = regexp.MustCompile(`listen (127\.0\.0\.1:[0-9]+) ssl`)
+
+type tlsConfig = tls.Config
+
+func newTLSConfig(sni string) *tls.Config {
+	return &tls.Config{InsecureSkipVerify: true, ServerName: sni}
 }

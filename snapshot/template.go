@@ -68,6 +68,10 @@ const (
 	VarSSLServerName
 	VarUpstreamCacheStatus
 	VarMap // a `map` variable; CaptureN is its index in Snapshot.Maps
+	// VarUnmeasured stands for $upstream_connect_time and
+	// $upstream_header_time: fasthttp does not expose those phases, so they
+	// log as "-" (documented) instead of refusing common log formats.
+	VarUnmeasured
 )
 
 // Seg is one piece of a compiled template: a literal or a variable reference.
@@ -166,6 +170,8 @@ var simpleVars = map[string]VarID{
 	"ssl_cipher":                VarSSLCipher,
 	"ssl_server_name":           VarSSLServerName,
 	"upstream_cache_status":     VarUpstreamCacheStatus,
+	"upstream_connect_time":     VarUnmeasured,
+	"upstream_header_time":      VarUnmeasured,
 }
 
 // CompileTemplate parses nginx variable syntax ("$name", "${name}") in s.
