@@ -171,14 +171,14 @@ func (e *benchEnv) runWrkLoad(sc scenario, side serverSide, tmp string, port int
 	url := "http://127.0.0.1:" + strconv.Itoa(port) + sc.path
 	lua := filepath.Join(tmp, "done.lua")
 	if e.o.warmup > 0 {
-		if _, raw, err := e.runWrk(url, conns, e.o.warmup, lua); err != nil {
+		if _, raw, err := e.runWrk(url, conns, e.o.warmup, lua, sc.wrkHeaders()...); err != nil {
 			rss.finish()
 			return runResult{err: "warm-up: " + err.Error() + " " + raw}
 		}
 	}
 	before := readTreeUsage(p.pid())
 	t0 := time.Now()
-	w, raw, err := e.runWrk(url, conns, e.o.duration, lua)
+	w, raw, err := e.runWrk(url, conns, e.o.duration, lua, sc.wrkHeaders()...)
 	wall := time.Since(t0)
 	after := readTreeUsage(p.pid())
 	peak := rss.finish()

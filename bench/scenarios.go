@@ -35,6 +35,7 @@ type scenario struct {
 	throughput  bool             // also report MB/s
 	backend     bool             // start the loopback Go backend (-backend mode)
 	anyStatus   bool             // non-2xx answers are the point (rejections)
+	gzip        bool             // wrk sends Accept-Encoding: gzip
 }
 
 // templateData is what a scenario template can use.
@@ -65,6 +66,8 @@ var scenarios = []scenario{
 
 	// Proxy scenarios: a loopback Go backend, upstream keepalive on both sides.
 	{name: "proxy100b", desc: "proxy_pass to a Go backend, 100 B body, upstream keepalive", conf: "proxy.conf", kind: loadWrk, path: "/100b", backend: true},
+	{name: "cachehit", desc: "proxy_cache hit of a 10 KiB response (seed cache block)", conf: "cache.conf", kind: loadWrk, path: "/10k", backend: true},
+	{name: "gzip10k", desc: "10 KiB text through the proxy, gzip_comp_level 6 (client sends Accept-Encoding: gzip)", conf: "gzip.conf", kind: loadWrk, path: "/10k", backend: true, gzip: true},
 	{name: "proxy10k", desc: "proxy_pass to a Go backend, 10 KiB body, upstream keepalive", conf: "proxy.conf", kind: loadWrk, path: "/10k", backend: true},
 }
 
@@ -163,4 +166,12 @@ func prepareDir(sc scenario) (string, error) {
 		return tmp, err
 	}
 	return tmp, nil
+}
+
+// wrkHeaders are the extra request headers of a scenario.
+func (sc *scenario) wrkHeaders() []string {
+	if sc.gzip {
+		return []string{"Accept-Encoding: gzip"}
+	}
+	return nil
 }

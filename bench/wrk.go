@@ -243,11 +243,15 @@ func parseWrkSize(s string) (float64, error) {
 
 // runWrk runs one bounded wrk load (pinned to CPU 1 when pin is set) and
 // parses its output.
-func (e *benchEnv) runWrk(url string, conns int, dur time.Duration, luaPath string) (wrkResult, string, error) {
+func (e *benchEnv) runWrk(url string, conns int, dur time.Duration, luaPath string, headers ...string) (wrkResult, string, error) {
 	threads := min(e.o.threads, conns)
 	secs := max(1, int((dur+time.Second/2)/time.Second))
 	argv := []string{e.o.wrk, "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
-		"-d", strconv.Itoa(secs) + "s", "--timeout", "10s", "--latency", "-s", luaPath, url}
+		"-d", strconv.Itoa(secs) + "s", "--timeout", "10s", "--latency", "-s", luaPath}
+	for _, h := range headers {
+		argv = append(argv, "-H", h)
+	}
+	argv = append(argv, url)
 	if e.pin {
 		argv = append([]string{"taskset", "-c", "1"}, argv...)
 	}

@@ -64,6 +64,10 @@ func startBackend(t *testing.T, name string) *backend {
 			time.Sleep(1500 * time.Millisecond)
 		case strings.HasPrefix(r.URL.Path, "/app/fail"):
 			w.WriteHeader(500)
+		case strings.HasPrefix(r.URL.Path, "/app/xaccel"):
+			w.Header().Set("X-Accel-Redirect", "/protected/secret.txt")
+			w.Header().Set("Content-Type", "application/x-ignored")
+			return
 		case strings.HasPrefix(r.URL.Path, "/app/nobody"):
 			w.WriteHeader(204)
 			return
@@ -124,6 +128,7 @@ http {
             error_page 500 /50x.html;
         }
         location = /50x.html { }
+        location /protected/ { internal; alias {{.Dir}}/protected/; }
     }
 }
 `
@@ -133,6 +138,10 @@ func proxyPair(t *testing.T) (ngx, edge *server, a, b *backend) {
 	conf := strings.NewReplacer("BACKEND_A", a.addr, "BACKEND_B", b.addr, "DEAD", deadAddr(t)).Replace(proxyConf)
 	docs := t.TempDir()
 	if err := os.WriteFile(filepath.Join(docs, "50x.html"), []byte("<p>sorry</p>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.MkdirAll(filepath.Join(docs, "protected"), 0o755)
+	if err := os.WriteFile(filepath.Join(docs, "protected/secret.txt"), []byte("secret file\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ngx, edge = pair(t, conf, docs)
@@ -158,6 +167,9 @@ func TestProxyDifferential(t *testing.T) {
 		{name: "dead-error-page", raw: get("/deadpage/x"), status: 502},
 		{name: "intercept", raw: get("/intercept/fail"), status: 500},
 		{name: "no-intercept-404", raw: get("/intercept/notfound"), status: 404},
+		{name: "x-accel-redirect", raw: get("/app/xaccel"), status: 200},
+		{name: "x-accel-post", raw: "POST /app/xaccel HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nab", status: 200},
+		{name: "internal-direct", raw: get("/protected/secret.txt"), status: 404},
 	})
 }
 

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"edgeproxy/cachestore"
 	"sync/atomic"
 
 	"edgeproxy/http1"
@@ -196,6 +197,38 @@ func (c *Conn) finishProxy() {
 		return
 	}
 	h := &job.Head
+	if len(h.AccelRedirect) > 0 && loc.Cache.Ignore&cachestore.IgnoreXAccelRedirect == 0 {
+		// X-Accel-Redirect: the app hands the response to an (internal)
+		// location, e.g. a protected download served with sendfile
+		// (ngx_http_upstream_process_headers). The method becomes GET.
+		x.scratch = append(x.scratch[:0], h.AccelRedirect...)
+		x.forceGET = true
+		// nginx keeps the app's Content-Type, Content-Disposition and
+		// Set-Cookie on the redirected response (the "redirect" flag of
+		// ngx_http_upstream_headers_in).
+		x.accelType = append(x.accelType[:0], h.ContentType...)
+		x.accelHdrs = x.accelHdrs[:0]
+		for rest := h.Lines; len(rest) > 0; {
+			i := bytes.Index(rest, []byte("\r\n"))
+			if i < 0 {
+				break
+			}
+			line := rest[:i+2]
+			rest = rest[i+2:]
+			if hasPrefixFold(line, "content-disposition:") || hasPrefixFold(line, "set-cookie:") {
+				x.accelHdrs = append(x.accelHdrs, line...)
+			}
+		}
+		if len(x.scratch) > 0 && x.scratch[0] == '@' {
+			if idx, ok := loc.Server.Locations.Named(string(x.scratch[1:])); ok {
+				x.internal = true
+				c.runLocation(loc.Server.Locs[idx])
+				return
+			}
+		}
+		c.internalRedirect(append(x.path[:0], x.scratch...))
+		return
+	}
 	x.hdrs = append(x.hdrs[:0], h.Lines...)
 	body := job.ResponseBody()
 	hd := head{status: job.Status, statusLine: h.StatusLine, contentType: h.ContentType, contentLength: int64(len(body)),
@@ -242,3 +275,7 @@ func (c *Conn) proxyVar(dst []byte, v snapshot.VarID) []byte {
 }
 
 var hXFF = []byte("x-forwarded-for")
+
+func hasPrefixFold(b []byte, p string) bool {
+	return len(b) >= len(p) && bytes.EqualFold(b[:len(p)], []byte(p))
+}

@@ -358,7 +358,10 @@ func (c *Conn) sendFile(f *static.File) {
 	if ctype == nil {
 		ctype = []byte(loc.DefaultType)
 	}
-	x.hdrs = x.hdrs[:0]
+	if len(x.accelType) > 0 {
+		ctype = x.accelType
+	}
+	x.hdrs = append(x.hdrs[:0], x.accelHdrs...)
 	gzVary, gz := c.gzipCheck(status, ctype, f.Size, false)
 	if gz && f.Data == nil && f.Size > maxGzipFile {
 		gz = false // too big to compress in memory: sent as is

@@ -51,6 +51,9 @@ type exchange struct {
 	cacheScratch   []byte
 	cacheStatus    string // $upstream_cache_status
 	mapDepth       int
+	forceGET       bool   // X-Accel-Redirect: the redirected request is a GET
+	accelType      []byte // Content-Type kept from an X-Accel-Redirect response
+	accelHdrs      []byte // its Content-Disposition / Set-Cookie lines
 }
 
 func (x *exchange) init() {
@@ -85,6 +88,8 @@ func (x *exchange) reset(c *Conn, srv *snapshot.Server) {
 	x.overrideStatus = 0
 	x.headSent, x.bodySent = 0, 0
 	x.cacheStatus = ""
+	x.forceGET = false
+	x.accelType, x.accelHdrs = x.accelType[:0], x.accelHdrs[:0]
 	x.upstreamAddr, x.upstreamStatus, x.upstreamTime = x.upstreamAddr[:0], x.upstreamStatus[:0], x.upstreamTime[:0]
 }
 
@@ -325,6 +330,9 @@ func (c *Conn) serveStatic() {
 		return
 	}
 	m := c.w.req.MethodID()
+	if x.forceGET && m != http1.MethodHEAD {
+		m = http1.MethodGET
+	}
 	if m != http1.MethodGET && m != http1.MethodHEAD && m != http1.MethodPOST {
 		c.finalize(405)
 		return
