@@ -198,6 +198,9 @@ type gconn struct {
 	waitSince   time.Time
 	lastOut     int
 
+	tun   net.Conn    // upgraded: the app connection spliced with this one
+	tunCh chan []byte // client bytes for the writer goroutine
+
 	sendF     *os.File // sendfile waiting for the output to drain
 	sendOff   int64
 	sendN     int64
@@ -273,8 +276,49 @@ func (e *Engine) OnClose(c gnet.Conn, _ error) gnet.Action {
 		g.sendF.Close()
 		g.sendF = nil
 	}
+	if g.tun != nil {
+		g.tun.Close()
+		close(g.tunCh)
+		g.tun = nil
+	}
 	g.pc.Closed()
 	return gnet.None
+}
+
+// Tunnel implements pipeline.Transport for upgraded connections (WebSocket):
+// a goroutine writes what the client sends to the app, another reads the
+// app and AsyncWrites to the client (gnet checks for closed connections).
+// proxy_read_timeout bounds idleness on the app side.
+func (g *gconn) Tunnel(up net.Conn, early []byte) {
+	g.tun = up
+	g.tunCh = make(chan []byte, 64)
+	if len(early) > 0 {
+		_, _ = g.c.Write(early)
+	}
+	c := g.c
+	go func() {
+		for b := range g.tunCh {
+			if _, err := up.Write(b); err != nil {
+				_ = c.Close()
+				return
+			}
+		}
+	}()
+	go func() {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := up.Read(buf)
+			if n > 0 {
+				if c.AsyncWrite(append([]byte(nil), buf[:n]...), nil) != nil {
+					return
+				}
+			}
+			if err != nil {
+				_ = c.Close()
+				return
+			}
+		}
+	}()
 }
 
 // WakeAfter implements pipeline.Transport: a timer wakes the loop, which
@@ -313,6 +357,22 @@ func (e *Engine) OnTraffic(c gnet.Conn) gnet.Action {
 		}
 		// Discard whatever the client sends meanwhile.
 		_, _ = c.Discard(-1)
+		return gnet.None
+	}
+	if g.tun != nil {
+		// Upgraded: forward the client's bytes; when the writer is far
+		// behind, leave them buffered (gnet keeps them) until it catches up.
+		buf, _ := c.Peek(-1)
+		if len(buf) > 0 {
+			select {
+			case g.tunCh <- append([]byte(nil), buf...):
+				_, _ = c.Discard(len(buf))
+			default:
+				if c.InboundBuffered() > e.opt.MaxInbound {
+					return gnet.Close
+				}
+			}
+		}
 		return gnet.None
 	}
 	if g.pc.Busy() || g.sendF != nil {

@@ -9,6 +9,7 @@
 package pipeline
 
 import (
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -37,6 +38,11 @@ type Transport interface {
 	SendFile(f *os.File, off, n int64)
 	// Close closes the connection once everything written is sent.
 	Close()
+	// Tunnel hands the connection over after a 101: from now on the
+	// transport copies bytes between the client and up (first writing
+	// early, what the app already sent) and closes both when either side
+	// ends. The Conn is fed no more input.
+	Tunnel(up net.Conn, early []byte)
 }
 
 // phase is where the connection is in its request cycle.
@@ -49,6 +55,7 @@ const (
 	phaseSending               // a sendfile is in flight
 	phaseDelayed               // limit_req delays the request at the front of the input
 	phaseUpstream              // a proxied request is with the upstream
+	phaseTunnel                // upgraded: the transport splices client and app
 	phaseClosing               // the response said close: ignore further input
 )
 
@@ -241,6 +248,8 @@ func (c *Conn) feed(data []byte) int {
 		switch c.phase {
 		case phaseClosing:
 			return len(data)
+		case phaseTunnel:
+			return 0
 		case phaseSending:
 			return off
 		case phaseUpstream:

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -30,8 +31,9 @@ func (f *fakeTransport) SendFile(fd *os.File, off, n int64) {
 	f.files++
 	fd.Close()
 }
-func (f *fakeTransport) Close()                    { f.closed = true }
-func (f *fakeTransport) WakeAfter(d time.Duration) { f.wakes = append(f.wakes, d) }
+func (f *fakeTransport) Close()                           { f.closed = true }
+func (f *fakeTransport) WakeAfter(d time.Duration)        { f.wakes = append(f.wakes, d) }
+func (f *fakeTransport) Tunnel(up net.Conn, early []byte) { up.Close() }
 
 func compile(t testing.TB, conf string) *snapshot.Snapshot {
 	t.Helper()

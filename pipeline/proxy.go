@@ -23,6 +23,7 @@ type upstreamCall struct {
 	cancel context.CancelFunc
 	state  atomic.Int32 // callRunning, callDone, callAbandoned
 	cache  cacheCall
+	tun    tunnelCall
 }
 
 const (
@@ -71,6 +72,10 @@ func (c *Conn) startProxy(loc *snapshot.Location) {
 	call.state.Store(callRunning)
 	c.proxying = true
 
+	if c.wantsUpgrade(loc) {
+		c.dispatchTunnel()
+		return
+	}
 	if x.errorPage {
 		// error_page redirects become GET (HEAD stays HEAD) and carry no
 		// body, as in ngx_http_send_error_page.
@@ -138,6 +143,10 @@ func (c *Conn) abandonCall() {
 			call.cancel()
 		}
 	} else if call.state.Load() == callDone {
+		if call.tun.up != nil {
+			call.tun.up.Close()
+			call.tun.up = nil
+		}
 		proxy.ReleaseJob(call.job)
 	} else if c.collecting {
 		proxy.ReleaseJob(call.job)
@@ -165,6 +174,11 @@ func (c *Conn) finishProxy() {
 	x.upstreamAddr = job.Result.AppendUpstreamAddr(x.upstreamAddr[:0])
 	x.upstreamStatus = job.Result.AppendUpstreamStatus(x.upstreamStatus[:0])
 	x.upstreamTime = job.Result.AppendUpstreamResponseTime(x.upstreamTime[:0])
+	if call.tun.on {
+		call.tun.on = false
+		c.finishTunnel()
+		return
+	}
 	cl := &call.cache
 	if cl.hit != nil {
 		// A proxy_cache_lock waiter: the leader's response, from the cache.

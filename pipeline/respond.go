@@ -55,6 +55,7 @@ type head struct {
 	chunked       bool // Transfer-Encoding: chunked (gzip of a known body, as nginx streams it)
 	gzip          bool // Content-Encoding: gzip
 	vary          bool // Vary: Accept-Encoding (gzip_vary on an eligible response)
+	upgrade       bool // 101: "Connection: upgrade"
 }
 
 // writeHead appends the status line and headers in nginx's order
@@ -119,7 +120,9 @@ func (c *Conn) writeHead(h *head) {
 	if h.chunked {
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
-	if c.closeNext || closingStatus(h.status) && x.status >= 400 {
+	if h.upgrade {
+		b = append(b, "Connection: upgrade\r\n"...)
+	} else if c.closeNext || closingStatus(h.status) && x.status >= 400 {
 		c.closeNext = true
 		b = append(b, "Connection: close\r\n"...)
 	} else {

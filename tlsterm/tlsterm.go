@@ -148,6 +148,7 @@ type tconn struct {
 	data     chan []byte
 	closing  bool
 	sendDone int // 0 none, 1 ok, 2 failed
+	tun      net.Conn
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -175,6 +176,11 @@ func (c *tconn) run(l *snapshot.Listener) {
 	c.pc = pipeline.NewConn(c, c.s.snap, l, addrPort(c.nc.RemoteAddr()), addrPort(c.nc.LocalAddr()), true)
 	c.pc.SetTLS(protoName(st.Version), cipherName(st.CipherSuite), st.ServerName)
 	defer c.pc.Closed()
+	defer func() {
+		if c.tun != nil {
+			c.tun.Close()
+		}
+	}()
 
 	go c.reader()
 	var pending []byte
@@ -197,6 +203,15 @@ func (c *tconn) run(l *snapshot.Listener) {
 			if c.pc.Expired(time.Now().UnixNano()) {
 				return
 			}
+		}
+		if c.tun != nil {
+			if len(pending) > 0 {
+				if _, err := c.tun.Write(pending); err != nil {
+					return
+				}
+				pending = pending[:0]
+			}
+			continue
 		}
 		for {
 			n := c.pc.Feed(pending)
@@ -261,6 +276,20 @@ func (c *tconn) SendFile(f *os.File, off, n int64) {
 		return
 	}
 	c.sendDone = 1
+}
+
+// Tunnel implements pipeline.Transport for upgraded connections: the app's
+// bytes are copied to the client by a goroutine; the owner loop writes the
+// client's bytes to the app.
+func (c *tconn) Tunnel(up net.Conn, early []byte) {
+	c.tun = up
+	if len(early) > 0 {
+		_, _ = c.tc.Write(early)
+	}
+	go func() {
+		_, _ = io.Copy(c.tc, up)
+		c.nc.Close()
+	}()
 }
 
 // Close implements pipeline.Transport: output is already written.
