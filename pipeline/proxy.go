@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"edgeproxy/cachestore"
+	"strings"
 	"sync/atomic"
 
 	"edgeproxy/http1"
@@ -203,6 +204,7 @@ func (c *Conn) finishProxy() {
 		if status < 500 {
 			status = 502
 		}
+		c.logUpstreamError(call.err, status, job)
 		c.finalize(status)
 		return
 	}
@@ -292,4 +294,32 @@ var hXFF = []byte("x-forwarded-for")
 
 func hasPrefixFold(b []byte, p string) bool {
 	return len(b) >= len(p) && bytes.EqualFold(b[:len(p)], []byte(p))
+}
+
+// logUpstreamError writes nginx's error-log line for a failed upstream
+// exchange.
+func (c *Conn) logUpstreamError(err error, status int, job *proxy.Job) {
+	x := &c.w.x
+	if !c.errorLogOn(snapshot.LevelError) {
+		return
+	}
+	msg := err.Error()
+	switch {
+	case status == 504:
+		x.errBuf = append(x.errBuf, "upstream timed out (110: Connection timed out) while reading response header from upstream"...)
+	case strings.Contains(msg, "connection refused"):
+		x.errBuf = append(x.errBuf, "connect() failed (111: Connection refused) while connecting to upstream"...)
+	case strings.Contains(msg, "no live upstreams"):
+		x.errBuf = append(x.errBuf, "no live upstreams while connecting to upstream"...)
+	default:
+		x.errBuf = append(x.errBuf, "upstream prematurely closed connection while reading response header from upstream"...)
+	}
+	var u []byte
+	if n := len(job.Result.Attempts); n > 0 {
+		u = append(x.scratch[:0], "http://"...)
+		u = append(u, job.Result.Attempts[n-1].Addr...)
+		u = append(u, job.Request().RequestURI()...)
+		x.scratch = u
+	}
+	c.errorLogEnd(u)
 }

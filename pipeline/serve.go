@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"strconv"
 	"time"
 
 	"edgeproxy/http1"
@@ -54,6 +55,7 @@ type exchange struct {
 	forceGET       bool   // X-Accel-Redirect: the redirected request is a GET
 	accelType      []byte // Content-Type kept from an X-Accel-Redirect response
 	accelHdrs      []byte // its Content-Disposition / Set-Cookie lines
+	errBuf         []byte // error-log line being built
 }
 
 func (x *exchange) init() {
@@ -340,7 +342,9 @@ func (c *Conn) serveStatic() {
 	x.path = c.mapPath(x.path[:0], loc, uri)
 	f, err := c.snap.Files.Open(x.path)
 	if err != nil {
-		c.finalize(static.Status(err))
+		st := static.Status(err)
+		c.logOpenError(x.path, err, st)
+		c.finalize(st)
 		return
 	}
 	if f.IsDir {
@@ -394,7 +398,17 @@ func (c *Conn) serveIndex() {
 	}
 	f, err := c.snap.Files.Open(x.path)
 	if err != nil {
-		c.finalize(static.Status(err))
+		st := static.Status(err)
+		if st == 404 && len(loc.Index) > 0 && loc.LogNotFound && c.errorLogOn(snapshot.LevelError) {
+			x.errBuf = append(x.errBuf, '"')
+			x.errBuf = append(x.errBuf, x.path...)
+			x.errBuf = append(x.errBuf, '/')
+			x.errBuf = append(x.errBuf, loc.Index[0].Raw...)
+			x.errBuf = append(x.errBuf, "\" is not found "...)
+			x.errBuf = appendErrno(x.errBuf, err)
+			c.errorLogEnd(nil)
+		}
+		c.finalize(st)
 		return
 	}
 	if !f.IsDir {
@@ -402,6 +416,12 @@ func (c *Conn) serveIndex() {
 		return
 	}
 	// autoindex off: "directory index of ... is forbidden".
+	if c.errorLogOn(snapshot.LevelError) {
+		x.errBuf = append(x.errBuf, "directory index of \""...)
+		x.errBuf = append(x.errBuf, x.path...)
+		x.errBuf = append(x.errBuf, "/\" is forbidden"...)
+		c.errorLogEnd(nil)
+	}
 	c.finalize(403)
 }
 
@@ -474,6 +494,14 @@ func (c *Conn) limitRequests(loc *snapshot.Location) bool {
 	c.limitReq = d.Status
 	switch d.Status {
 	case limiter.ReqRejected:
+		if c.errorLogOn(l.ReqLogLevel) {
+			x.errBuf = append(x.errBuf, "limiting requests, excess: "...)
+			x.errBuf = appendExcess(x.errBuf, d.Excess)
+			x.errBuf = append(x.errBuf, " by zone \""...)
+			x.errBuf = append(x.errBuf, d.Zone.Name()...)
+			x.errBuf = append(x.errBuf, '"')
+			c.errorLogEnd(nil)
+		}
 		c.finalize(l.ReqStatus)
 		return true
 	case limiter.ReqDelayed:
@@ -494,3 +522,10 @@ var monoStart = time.Now()
 // monoMillis is a monotonic clock in milliseconds for the limiter, as
 // nginx's ngx_current_msec.
 func monoMillis() int64 { return int64(time.Since(monoStart) / time.Millisecond) }
+
+// appendExcess writes limit_req's excess (milli-requests) as nginx: "20.000".
+func appendExcess(b []byte, e int64) []byte {
+	b = strconv.AppendInt(b, e/1000, 10)
+	r := e % 1000
+	return append(b, '.', byte('0'+r/100), byte('0'+r/10%10), byte('0'+r%10))
+}

@@ -34,17 +34,18 @@ func errAt(d *config.Directive, format string, a ...any) error {
 }
 
 type compiler struct {
-	snap      *Snapshot
-	notices   []Notice
-	listeners map[string]*Listener
-	reqZones  map[string]*ReqZone
-	connZones map[string]*ConnZone
-	ups       map[string]*upstreamBlock
-	formats   map[string]*LogFormat
-	zones     map[string]*cachestore.Zone
-	maps      map[string]int
-	prefix    string
-	confDir   string
+	snap         *Snapshot
+	notices      []Notice
+	listeners    map[string]*Listener
+	reqZones     map[string]*ReqZone
+	connZones    map[string]*ConnZone
+	ups          map[string]*upstreamBlock
+	formats      map[string]*LogFormat
+	mainErrorLog *ErrorLog
+	zones        map[string]*cachestore.Zone
+	maps         map[string]int
+	prefix       string
+	confDir      string
 }
 
 // Compile turns a validated config into an immutable Snapshot. It is called
@@ -80,6 +81,7 @@ func Compile(cfg *config.Config, prefix string) (*Snapshot, []Notice, error) {
 			if len(d.Args) > 1 {
 				c.snap.ErrorLogLevel = d.Args[1]
 			}
+			c.mainErrorLog, err = c.errorLog(d)
 		case "worker_rlimit_nofile":
 			c.snap.RlimitNofile, err = positive(d, d.Args[0])
 		case "daemon":
@@ -168,7 +170,7 @@ func defaults() *Location {
 		ClientBodyTimeout: 60 * time.Second,
 		SendTimeout:       60 * time.Second,
 		ClientMaxBodySize: 1 << 20,
-		Limits:            Limits{ReqStatus: 503, ConnStatus: 503},
+		Limits:            Limits{ReqStatus: 503, ConnStatus: 503, ReqLogLevel: LevelError},
 		Gzip:              defaultGzip(),
 		TLS:               defaultTLS(),
 		Cache:             defaultCache(),
@@ -198,6 +200,10 @@ const (
 
 func (c *compiler) compileHTTP(h *config.Directive) error {
 	base := defaults()
+	base.ErrorLog = c.mainErrorLog
+	if base.ErrorLog == nil {
+		base.ErrorLog = c.defaultErrorLog()
+	}
 	hl := defaultHeaderLimits()
 	typesSet := false
 	if err := c.mapBlocks(h.Block); err != nil {
@@ -460,9 +466,7 @@ func (c *compiler) applyCommon(ds []*config.Directive, loc *Location, hl *Header
 		case "log_format":
 			// compiled by logFormats
 		case "error_log":
-			// http/server/location-level error_log: the process-wide log
-			// is used (see the main-level directive).
-			c.note(d, `"error_log" below the main level uses the main error log`)
+			loc.ErrorLog, err = c.errorLog(d)
 		case "autoindex":
 			if d.Args[0] != "off" {
 				err = errAt(d, `"autoindex on" is not supported by edgeproxy`)

@@ -25,10 +25,11 @@ type ConnZone struct {
 // has any limit_req replaces all inherited ones (nginx's array merge), and
 // likewise for limit_conn.
 type Limits struct {
-	Req       []limiter.ReqLimit
-	ReqKeys   []*Template // parallel to Req
-	ReqStatus int
-	ReqDryRun bool
+	Req         []limiter.ReqLimit
+	ReqKeys     []*Template // parallel to Req
+	ReqStatus   int
+	ReqDryRun   bool
+	ReqLogLevel int // limit_req_log_level (rejections; delays log one level lower)
 
 	Conn       []ConnLimit
 	ConnStatus int
@@ -208,10 +209,12 @@ func (c *compiler) limitDirective(d *config.Directive, loc *Location, firstReq, 
 	case "limit_conn_dry_run":
 		l.ConnDryRun = d.Args[0] == "on"
 	case "limit_req_log_level", "limit_conn_log_level":
-		switch d.Args[0] {
-		case "info", "notice", "warn", "error":
-		default:
+		lv, ok := map[string]int{"info": LevelInfo, "notice": LevelNotice, "warn": LevelWarn, "error": LevelError}[d.Args[0]]
+		if !ok {
 			return errAt(d, "invalid value %q in %q directive", d.Args[0], d.Name)
+		}
+		if d.Name == "limit_req_log_level" {
+			l.ReqLogLevel = lv
 		}
 	default:
 		return fmt.Errorf("limitDirective: %s", d.Name)

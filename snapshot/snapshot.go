@@ -163,6 +163,7 @@ type Location struct {
 	ClientMaxBodySize int64 // 0 = unlimited
 	Limits            Limits
 	Gzip              Gzip
+	ErrorLog          *ErrorLog // error_log of this level (inherited)
 	TLS               TLSConf
 	AccessLogs        []AccessLog
 	AccessOff         bool
