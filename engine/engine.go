@@ -46,7 +46,8 @@ type Options struct {
 type Engine struct {
 	gnet.BuiltinEventEngine
 	opt   Options
-	snap  *snapshot.Snapshot
+	snap  *snapshot.Snapshot // the snapshot the engine started with (listeners)
+	src   *pipeline.Source
 	eng   gnet.Engine
 	byKey map[netip.AddrPort]*snapshot.Listener
 	byUnx map[string]*snapshot.Listener
@@ -70,7 +71,7 @@ type Engine struct {
 
 // New prepares an engine for snap.
 func New(snap *snapshot.Snapshot, opt Options) *Engine {
-	e := &Engine{opt: opt, snap: snap,
+	e := &Engine{opt: opt, snap: snap, src: pipeline.NewSource(snap),
 		byKey: map[netip.AddrPort]*snapshot.Listener{}, byUnx: map[string]*snapshot.Listener{},
 		wild:  map[uint16][]*snapshot.Listener{},
 		conns: map[*gconn]struct{}{}, waiting: map[*gconn]struct{}{},
@@ -207,7 +208,21 @@ type gconn struct {
 	sendState atomic.Int32 // 0 idle, 1 running, 2 done ok, 3 done failed
 }
 
+// Source is the engine's current snapshot; main swaps it on reload.
+func (e *Engine) Source() *pipeline.Source { return e.src }
+
 func (e *Engine) listenerFor(c gnet.Conn) *snapshot.Listener {
+	l := e.startListenerFor(c)
+	if l == nil {
+		return nil
+	}
+	if cur := e.src.Load().Listener(l.Network, l.Addr); cur != nil {
+		return cur
+	}
+	return l
+}
+
+func (e *Engine) startListenerFor(c gnet.Conn) *snapshot.Listener {
 	switch a := c.LocalAddr().(type) {
 	case *net.TCPAddr:
 		ap := a.AddrPort()
@@ -252,7 +267,8 @@ func (e *Engine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
 		local = a.AddrPort()
 	}
-	g.pc = pipeline.NewConn(g, e.snap, l, remote, local, false)
+	g.pc = pipeline.NewConn(g, e.src.Load(), l, remote, local, false)
+	g.pc.SetSource(e.src)
 	c.SetContext(g)
 	e.mu.Lock()
 	e.conns[g] = struct{}{}

@@ -63,6 +63,7 @@ const (
 // usable: create it with NewConn.
 type Conn struct {
 	t        Transport
+	src      *Source
 	snap     *snapshot.Snapshot
 	ln       *snapshot.Listener
 	remote   netip.AddrPort
@@ -263,6 +264,7 @@ func (c *Conn) feed(data []byte) int {
 			c.phase = phaseHead
 			continue
 		case phaseIdle:
+			c.refresh()
 			c.phase = phaseHead
 			c.reqStart = c.clock()
 			c.pipelined = off > 0
@@ -598,4 +600,42 @@ func (c *Conn) appendLocalTime(dst []byte, iso bool) []byte {
 // $ssl_cipher and $ssl_server_name. Owner goroutine, before Feed.
 func (c *Conn) SetTLS(proto, cipher, sni string) {
 	c.tlsProto, c.tlsCipher, c.tlsSNI = proto, cipher, sni
+}
+
+// Source is the current snapshot, swapped atomically by a reload. A Conn
+// with a Source picks up a new snapshot when its next request starts, so a
+// request in flight finishes on the configuration it started with.
+type Source struct {
+	p atomic.Pointer[snapshot.Snapshot]
+}
+
+// NewSource returns a Source holding s.
+func NewSource(s *snapshot.Snapshot) *Source {
+	src := &Source{}
+	src.p.Store(s)
+	return src
+}
+
+// Load returns the current snapshot. Any goroutine.
+func (s *Source) Load() *snapshot.Snapshot { return s.p.Load() }
+
+// Store installs a new snapshot. Any goroutine.
+func (s *Source) Store(snap *snapshot.Snapshot) { s.p.Store(snap) }
+
+// SetSource makes the Conn follow src across reloads. Owner goroutine,
+// before Feed.
+func (c *Conn) SetSource(src *Source) { c.src = src }
+
+// refresh switches to the current snapshot between requests.
+func (c *Conn) refresh() {
+	if c.src == nil {
+		return
+	}
+	s := c.src.Load()
+	if s == c.snap {
+		return
+	}
+	if l := s.Listener(c.ln.Network, c.ln.Addr); l != nil {
+		c.snap, c.ln = s, l
+	}
 }

@@ -46,7 +46,7 @@ func (c *Conn) errorLogEnd(upstreamURL []byte) {
 		b = append(b, x.srv.Name...)
 	}
 	b = append(b, ", request: \""...)
-	b = c.appendVar(b, &snapshot.Seg{Var: snapshot.VarRequest})
+	b = c.appendVar(b, &segRequest)
 	b = append(b, '"')
 	if len(upstreamURL) > 0 {
 		b = append(b, ", upstream: \""...)
@@ -67,12 +67,22 @@ func (c *Conn) errorLogEnd(upstreamURL []byte) {
 	}
 }
 
-var hHost = []byte("host")
+var (
+	hHost      = []byte("host")
+	segRequest = snapshot.Seg{Var: snapshot.VarRequest}
+)
 
 // appendErrno appends "(2: No such file or directory)" as strerror words it.
 func appendErrno(b []byte, err error) []byte {
 	var en syscall.Errno
-	if !errors.As(err, &en) {
+	found := false
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if v, ok := e.(syscall.Errno); ok {
+			en, found = v, true
+			break
+		}
+	}
+	if !found {
 		return append(b, "(0: unknown error)"...)
 	}
 	b = append(b, '(')

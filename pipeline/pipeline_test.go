@@ -68,7 +68,7 @@ func docsConf(t testing.TB) string {
 	if err := os.WriteFile(filepath.Join(dir, "small.txt"), []byte("hello small file\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return `events {} http { keepalive_requests 1000000000; access_log ` + dir + `/access.log combined; server { listen 127.0.0.1:8080; root ` + dir + `;
+	return `error_log ` + dir + `/error.log; events {} http { keepalive_requests 1000000000; access_log ` + dir + `/access.log combined; server { listen 127.0.0.1:8080; root ` + dir + `;
 		location = /ok { return 200 "ok"; }
 		location /h { add_header X-Id $request_id; add_header X-Uri $uri; return 204; }
 	} }`

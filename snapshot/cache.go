@@ -49,7 +49,7 @@ func (c *compiler) cachePaths(ds []*config.Directive) error {
 		if _, dup := c.zones[spec.Name]; dup {
 			return errAt(d, "duplicate zone %q", spec.Name)
 		}
-		z, err := cachestore.NewZone(spec)
+		z, err := shared.cacheZone(spec)
 		if err != nil {
 			return errAt(d, "%s", err.Error())
 		}

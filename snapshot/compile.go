@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"edgeproxy/accesslog"
 	"edgeproxy/cachestore"
 	"edgeproxy/config"
 	"edgeproxy/route"
@@ -56,8 +55,8 @@ func Compile(cfg *config.Config, prefix string) (*Snapshot, []Notice, error) {
 		listeners: map[string]*Listener{},
 		prefix:    prefix,
 	}
-	c.snap.Files = &static.Cache{}
-	c.snap.Logs = accesslog.NewRegistry(0)
+	c.snap.Files = shared.files()
+	c.snap.Logs = shared.logs()
 	if len(cfg.Files) > 0 {
 		c.confDir = filepath.Dir(cfg.Files[0])
 	}

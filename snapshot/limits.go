@@ -98,7 +98,7 @@ func (c *compiler) limitZones(ds []*config.Directive) error {
 			if _, dup := c.reqZones[name]; dup {
 				return errAt(d, "duplicate zone %q", name)
 			}
-			c.reqZones[name] = &ReqZone{Zone: limiter.NewReqZone(name, size, r), Key: key}
+			c.reqZones[name] = &ReqZone{Zone: shared.reqZone(name, size, r), Key: key}
 		case "limit_conn_zone":
 			a := d.Args[1]
 			if !strings.HasPrefix(a, "zone=") {
@@ -115,7 +115,7 @@ func (c *compiler) limitZones(ds []*config.Directive) error {
 			if _, dup := c.connZones[name]; dup {
 				return errAt(d, "duplicate zone %q", name)
 			}
-			c.connZones[name] = &ConnZone{Zone: limiter.NewConnZone(name, size), Key: key}
+			c.connZones[name] = &ConnZone{Zone: shared.connZone(name, size), Key: key}
 		}
 	}
 	return nil

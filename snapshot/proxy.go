@@ -323,7 +323,7 @@ func (c *compiler) bindProxy(loc *Location) error {
 				spec := ub.spec
 				spec.ConnectTimeout, spec.SendTimeout, spec.ReadTimeout = p.Timeouts.Connect, p.Timeouts.Send, p.Timeouts.Read
 				spec.BufferSize = p.Timeouts.BufferSize
-				g, err = upstream.NewGroup(spec)
+				g, err = shared.group(spec)
 				if err != nil {
 					return errAt(ub.d, "%s", err.Error())
 				}

@@ -174,3 +174,28 @@ type Location struct {
 	proxyPass         *config.Directive
 	TCPNoDelay        bool
 }
+
+// Listener returns the listener for network and addr, or nil.
+func (s *Snapshot) Listener(network, addr string) *Listener {
+	for _, l := range s.Listeners {
+		if l.Network == network && l.Addr == addr {
+			return l
+		}
+	}
+	return nil
+}
+
+// SameListeners reports whether two snapshots listen on the same sockets
+// (a reload that changes them needs a restart in this version).
+func SameListeners(a, b *Snapshot) bool {
+	if len(a.Listeners) != len(b.Listeners) {
+		return false
+	}
+	for _, l := range a.Listeners {
+		m := b.Listener(l.Network, l.Addr)
+		if m == nil || m.SSL != l.SSL || m.ReusePort != l.ReusePort {
+			return false
+		}
+	}
+	return true
+}

@@ -21,6 +21,7 @@ import (
 // Server serves the SSL listeners of a snapshot.
 type Server struct {
 	snap  *snapshot.Snapshot
+	src   *pipeline.Source
 	lns   []net.Listener
 	wg    sync.WaitGroup
 	mu    sync.Mutex
@@ -28,15 +29,16 @@ type Server struct {
 	done  bool
 }
 
-// New prepares the TLS listeners of snap (those with "listen ... ssl").
-func New(snap *snapshot.Snapshot) *Server {
-	return &Server{snap: snap, conns: map[*tconn]struct{}{}}
+// New prepares the TLS listeners of snap (those with "listen ... ssl");
+// connections follow src across reloads.
+func New(snap *snapshot.Snapshot, src *pipeline.Source) *Server {
+	return &Server{snap: snap, src: src, conns: map[*tconn]struct{}{}}
 }
 
 // Config builds the tls.Config of a listener: certificates chosen by SNI
 // among the servers on the socket (the default server without SNI), and
 // among a server's pairs the first the client supports (ECDSA or RSA).
-func Config(l *snapshot.Listener) *tls.Config {
+func Config(l *snapshot.Listener, src *pipeline.Source) *tls.Config {
 	def := &l.Default.Root.TLS
 	cfg := &tls.Config{
 		MinVersion:             def.MinVersion,
@@ -47,6 +49,14 @@ func Config(l *snapshot.Listener) *tls.Config {
 		NextProtos:             []string{"http/1.1"}, // no HTTP/2 yet
 	}
 	cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		l := l
+		if src != nil {
+			// Certificates are re-read on reload: use the current snapshot.
+			if cur := src.Load().Listener(l.Network, l.Addr); cur != nil {
+				l = cur
+			}
+		}
+		def := &l.Default.Root.TLS
 		srv := l.Default
 		if hello.ServerName != "" {
 			if idx, _, ok := l.Names.Match([]byte(hello.ServerName), nil); ok {
@@ -90,7 +100,7 @@ func (s *Server) Start() error {
 			return err
 		}
 		s.lns = append(s.lns, ln)
-		cfg := Config(l)
+		cfg := Config(l, s.src)
 		s.wg.Add(1)
 		go s.accept(ln, l, cfg)
 	}
@@ -173,7 +183,16 @@ func (c *tconn) run(l *snapshot.Listener) {
 	}
 	_ = c.nc.SetDeadline(time.Time{})
 	st := c.tc.ConnectionState()
-	c.pc = pipeline.NewConn(c, c.s.snap, l, addrPort(c.nc.RemoteAddr()), addrPort(c.nc.LocalAddr()), true)
+	snap, ln := c.s.snap, l
+	if c.s.src != nil {
+		if cur := c.s.src.Load().Listener(l.Network, l.Addr); cur != nil {
+			snap, ln = c.s.src.Load(), cur
+		}
+	}
+	c.pc = pipeline.NewConn(c, snap, ln, addrPort(c.nc.RemoteAddr()), addrPort(c.nc.LocalAddr()), true)
+	if c.s.src != nil {
+		c.pc.SetSource(c.s.src)
+	}
 	c.pc.SetTLS(protoName(st.Version), cipherName(st.CipherSuite), st.ServerName)
 	defer c.pc.Closed()
 	defer func() {

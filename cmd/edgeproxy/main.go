@@ -140,10 +140,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	return serve(snap, &tf, stderr)
+	return serve(snap, &tf, stderr, func() (*snapshot.Snapshot, error) {
+		cfg, err := config.Load(path, config.Options{Prefix: pfx, Globals: *globals})
+		if err != nil {
+			return nil, err
+		}
+		if _, err := config.Validate(cfg); err != nil {
+			return nil, err
+		}
+		s, _, err := snapshot.Compile(cfg, pfx)
+		return s, err
+	})
 }
 
-func serve(snap *snapshot.Snapshot, tf *tuning.Flags, stderr io.Writer) int {
+// reloader parses and compiles the configuration again (SIGHUP).
+type reloader func() (*snapshot.Snapshot, error)
+
+func serve(snap *snapshot.Snapshot, tf *tuning.Flags, stderr io.Writer, reload reloader) int {
 	opt := tf.EngineOptions()
 	loops := opt.Loops
 	if loops <= 0 {
@@ -164,7 +177,7 @@ func serve(snap *snapshot.Snapshot, tf *tuning.Flags, stderr io.Writer) int {
 		}
 		defer os.Remove(snap.PidFile)
 	}
-	ts := tlsterm.New(snap)
+	ts := tlsterm.New(snap, e.Source())
 	if err := ts.Start(); err != nil {
 		fmt.Fprintf(stderr, "%s: [emerg] %v\n", name, err)
 		return 1
@@ -194,7 +207,20 @@ func serve(snap *snapshot.Snapshot, tf *tuning.Flags, stderr io.Writer) int {
 				}
 				continue
 			case syscall.SIGHUP:
-				fmt.Fprintf(stderr, "%s: [notice] signal %v ignored: configuration reload is not implemented yet\n", name, s)
+				// Reload: a config that fails to parse or compile is
+				// reported in -t form and the old one keeps serving;
+				// otherwise the snapshot is swapped atomically and each
+				// connection switches at its next request.
+				next, err := reload()
+				if err == nil && !snapshot.SameListeners(snap, next) {
+					err = fmt.Errorf("the listening sockets changed: restart edgeproxy (or start a new one beside it with reuseport) to apply them")
+				}
+				if err != nil {
+					fmt.Fprintf(stderr, "%s: [emerg] %v\n%s: [notice] reload failed, still serving the previous configuration\n", name, err, name)
+					continue
+				}
+				e.Source().Store(next)
+				fmt.Fprintf(stderr, "%s: [notice] configuration reloaded\n", name)
 				continue
 			}
 			if len(e.Addrs()) > 0 {

@@ -1,0 +1,117 @@
+package snapshot
+
+import (
+	"fmt"
+	"sync"
+
+	"edgeproxy/accesslog"
+	"edgeproxy/cachestore"
+	"edgeproxy/limiter"
+	"edgeproxy/proxy"
+	"edgeproxy/static"
+	"edgeproxy/upstream"
+)
+
+// shared holds the state that outlives a configuration reload: a zone,
+// cache or upstream group that a new snapshot declares identically (same
+// name and parameters) is the same object as before, so a reload neither
+// empties the cache nor resets rate limits or upstream health. Compile and
+// reload run on the main goroutine; the mutex only guards against tests
+// compiling in parallel.
+var shared = &registry{}
+
+type registry struct {
+	mu     sync.Mutex
+	f      *static.Cache
+	l      *accesslog.Registry
+	req    map[string]*limiter.ReqZone
+	conn   map[string]*limiter.ConnZone
+	caches map[string]*cachestore.Zone
+	groups map[string]*upstream.Group
+}
+
+func (r *registry) files() *static.Cache {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.f == nil {
+		r.f = &static.Cache{}
+	}
+	return r.f
+}
+
+func (r *registry) logs() *accesslog.Registry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.l == nil {
+		r.l = accesslog.NewRegistry(0)
+	}
+	return r.l
+}
+
+func (r *registry) reqZone(name string, size, rate int64) *limiter.ReqZone {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.req == nil {
+		r.req = map[string]*limiter.ReqZone{}
+	}
+	k := fmt.Sprint(name, "|", size, "|", rate)
+	z, ok := r.req[k]
+	if !ok {
+		z = limiter.NewReqZone(name, size, rate)
+		r.req[k] = z
+	}
+	return z
+}
+
+func (r *registry) connZone(name string, size int64) *limiter.ConnZone {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conn == nil {
+		r.conn = map[string]*limiter.ConnZone{}
+	}
+	k := fmt.Sprint(name, "|", size)
+	z, ok := r.conn[k]
+	if !ok {
+		z = limiter.NewConnZone(name, size)
+		r.conn[k] = z
+	}
+	return z
+}
+
+func (r *registry) cacheZone(spec cachestore.ZoneSpec) (*cachestore.Zone, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.caches == nil {
+		r.caches = map[string]*cachestore.Zone{}
+	}
+	k := fmt.Sprintf("%s|%d|%d|%d", spec.Name, spec.KeysZoneSize, spec.MaxBytes, spec.Inactive)
+	if z, ok := r.caches[k]; ok {
+		return z, nil
+	}
+	z, err := cachestore.NewZone(spec)
+	if err != nil {
+		return nil, err
+	}
+	r.caches[k] = z
+	return z, nil
+}
+
+func (r *registry) group(spec upstream.GroupSpec) (*upstream.Group, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.groups == nil {
+		r.groups = map[string]*upstream.Group{}
+	}
+	k := fmt.Sprintf("%#v", spec)
+	if g, ok := r.groups[k]; ok {
+		return g, nil
+	}
+	g, err := upstream.NewGroup(spec)
+	if err != nil {
+		return nil, err
+	}
+	r.groups[k] = g
+	return g, nil
+}
+
+var _ = proxy.ParsePass
