@@ -545,7 +545,7 @@ var directives = []Spec{
 	{"worker_processes", Implemented, CtxMain, Take1, true, noBody},
 	{"worker_rlimit_core", Accepted, CtxMain, Take1, true, noBody},
 	{"worker_rlimit_nofile", Implemented, CtxMain, Take1, true, noBody},
-	{"worker_shutdown_timeout", NotImplemented, CtxMain, Take1, true, noBody},
+	{"worker_shutdown_timeout", Implemented, CtxMain, Take1, true, noBody},
 	{"working_directory", Accepted, CtxMain, Take1, true, noBody},
 	{"zone", Implemented, CtxUpstream, Take12, false, noBody},
 }

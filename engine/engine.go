@@ -250,6 +250,9 @@ func (e *Engine) startListenerFor(c gnet.Conn) *snapshot.Listener {
 // worker_connections it is closed at once, as nginx does when it runs out of
 // connections.
 func (e *Engine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if e.src.Draining() {
+		return nil, gnet.Close // stopping: take no new connections
+	}
 	if e.active.Add(1) > e.maxConns {
 		e.active.Add(-1)
 		return nil, gnet.Close
@@ -363,6 +366,9 @@ func (e *Engine) OnTraffic(c gnet.Conn) gnet.Action {
 	}
 	if g.pc.Expired(time.Now().UnixNano()) {
 		return gnet.Close
+	}
+	if e.src.Draining() && g.pc.Idle() && c.InboundBuffered() == 0 && c.OutboundBuffered() == 0 && g.tun == nil {
+		return gnet.Close // graceful stop: idle keep-alive connections go
 	}
 	if g.waitingFlag && !g.drain() {
 		return gnet.Close
@@ -622,4 +628,28 @@ func (e *Engine) Check() error {
 		}
 	}
 	return nil
+}
+
+// Drain performs a graceful stop (QUIT): no new connections, busy ones get
+// "Connection: close" after their current request, idle ones are closed;
+// it returns when none is left or the timeout passes. Any goroutine.
+func (e *Engine) Drain(timeout time.Duration) {
+	e.src.Drain()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		e.mu.Lock()
+		n := len(e.conns)
+		batch := make([]*gconn, 0, n)
+		for g := range e.conns {
+			batch = append(batch, g)
+		}
+		e.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		for _, g := range batch {
+			_ = g.c.Wake(nil)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -265,6 +265,9 @@ func (c *Conn) feed(data []byte) int {
 			continue
 		case phaseIdle:
 			c.refresh()
+			if c.src != nil && c.src.Draining() {
+				c.closeNext = true
+			}
 			c.phase = phaseHead
 			c.reqStart = c.clock()
 			c.pipelined = off > 0
@@ -606,8 +609,16 @@ func (c *Conn) SetTLS(proto, cipher, sni string) {
 // with a Source picks up a new snapshot when its next request starts, so a
 // request in flight finishes on the configuration it started with.
 type Source struct {
-	p atomic.Pointer[snapshot.Snapshot]
+	p        atomic.Pointer[snapshot.Snapshot]
+	draining atomic.Bool
 }
+
+// Drain makes every connection answer its next request with
+// "Connection: close" (graceful stop). Any goroutine.
+func (s *Source) Drain() { s.draining.Store(true) }
+
+// Draining reports whether a graceful stop is under way.
+func (s *Source) Draining() bool { return s.draining.Load() }
 
 // NewSource returns a Source holding s.
 func NewSource(s *snapshot.Snapshot) *Source {
@@ -639,3 +650,7 @@ func (c *Conn) refresh() {
 		c.snap, c.ln = s, l
 	}
 }
+
+// Idle reports whether the connection is between requests with nothing
+// in progress (a graceful stop may close it). Owner goroutine.
+func (c *Conn) Idle() bool { return c.phase == phaseIdle && !c.proxying }

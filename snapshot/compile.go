@@ -102,6 +102,8 @@ func Compile(cfg *config.Config, prefix string) (*Snapshot, []Notice, error) {
 			}
 		case "http":
 			httpBlock = d
+		case "worker_shutdown_timeout":
+			c.snap.ShutdownTimeout, err = dur(d, d.Args[0])
 		default:
 			err = c.other(d)
 		}

@@ -23,6 +23,7 @@ type Snapshot struct {
 	ErrorLog          string // path, "stderr", or "" for the default
 	ErrorLogLevel     string
 	Daemon            bool
+	ShutdownTimeout   time.Duration // worker_shutdown_timeout
 	Prefix            string
 	// TCPNoDelay is false when any level says "tcp_nodelay off"; gnet sets
 	// socket options per engine, so it applies to every connection.

@@ -223,6 +223,16 @@ func serve(snap *snapshot.Snapshot, tf *tuning.Flags, stderr io.Writer, reload r
 				fmt.Fprintf(stderr, "%s: [notice] configuration reloaded\n", name)
 				continue
 			}
+			if s == syscall.SIGQUIT {
+				// Graceful stop: finish what is in flight first
+				// (worker_shutdown_timeout, default 60 s here; nginx
+				// waits without limit when it is unset).
+				timeout := snap.ShutdownTimeout
+				if timeout <= 0 {
+					timeout = 60 * time.Second
+				}
+				e.Drain(timeout)
+			}
 			if len(e.Addrs()) > 0 {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				_ = e.Stop(ctx)
