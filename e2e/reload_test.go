@@ -111,6 +111,10 @@ func TestReloadUnderLoad(t *testing.T) {
 			}
 		}()
 	}
+	// Let the clients get going on version A first (bounded wait).
+	for deadline := time.Now().Add(5 * time.Second); total.Load() < 8 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	versions := []string{"B", "BROKEN", "C", "BROKEN", "D"}
 	for i := 0; i < 20; i++ {
 		v := versions[i%len(versions)]
