@@ -1,8 +1,8 @@
 package static
 
 import (
+	"edgeproxy/config"
 	"errors"
-	"math"
 	"strconv"
 	"time"
 )
@@ -95,104 +95,15 @@ func ParseExpires(args []string) (Expires, error) {
 	return e, nil
 }
 
-// parseTime is ngx_parse_time(line, is_sec=1) (src/core/ngx_parse.c).
+// parseTime parses an expires time like ngx_parse_time(..., 1).
 func parseTime(s string) (int64, bool) {
-	const (
-		stStart = iota
-		stYear
-		stMonth
-		stWeek
-		stDay
-		stHour
-		stMin
-		stSec
-		stMsec
-		stLast
-	)
-	const maxInt = math.MaxInt64
-	const cutoff, cutlim = maxInt / 10, maxInt % 10
-	var value, total, scale int64
-	valid := false
-	step := stStart
-	for p := 0; p < len(s); {
-		c := s[p]
-		if c >= '0' && c <= '9' {
-			if value >= cutoff && (value > cutoff || int64(c-'0') > cutlim) {
-				return 0, false
-			}
-			value = value*10 + int64(c-'0')
-			p++
-			valid = true
-			continue
-		}
-		p++
-		switch c {
-		case 'y':
-			if step > stStart {
-				return 0, false
-			}
-			step, scale = stYear, 60*60*24*365
-		case 'M':
-			if step >= stMonth {
-				return 0, false
-			}
-			step, scale = stMonth, 60*60*24*30
-		case 'w':
-			if step >= stWeek {
-				return 0, false
-			}
-			step, scale = stWeek, 60*60*24*7
-		case 'd':
-			if step >= stDay {
-				return 0, false
-			}
-			step, scale = stDay, 60*60*24
-		case 'h':
-			if step >= stHour {
-				return 0, false
-			}
-			step, scale = stHour, 60*60
-		case 'm':
-			if p < len(s) && s[p] == 's' {
-				return 0, false // milliseconds are not allowed for seconds values
-			}
-			if step >= stMin {
-				return 0, false
-			}
-			step, scale = stMin, 60
-		case 's':
-			if step >= stSec {
-				return 0, false
-			}
-			step, scale = stSec, 1
-		case ' ':
-			if step >= stSec {
-				return 0, false
-			}
-			step, scale = stLast, 1
-		default:
-			return 0, false
-		}
-		if value > maxInt/scale {
-			return 0, false
-		}
-		value *= scale
-		if total > maxInt-value {
-			return 0, false
-		}
-		total += value
-		value = 0
-		for p < len(s) && s[p] == ' ' {
-			p++
-		}
-	}
-	if !valid {
+	// nginx's ngx_parse_time in seconds mode (shared with the config's
+	// other second-valued directives).
+	d, err := config.ParseSeconds(s)
+	if err != nil {
 		return 0, false
 	}
-	if total > maxInt-value {
-		return 0, false
-	}
-	return total + value, true
+	return int64(d / time.Second), true
 }
 
 // AppliesTo reports whether nginx adds the expires headers to a response
