@@ -27,13 +27,23 @@ var (
 // edgeBinary builds cmd/edgeproxy once per test run.
 func edgeBinary(t testing.TB) string {
 	binOnce.Do(func() {
+		// EDGEPROXY_BIN runs the suite against a prebuilt binary (e.g. one
+		// built with -race to catch races under real traffic).
+		if p := os.Getenv("EDGEPROXY_BIN"); p != "" {
+			binPath = p
+			return
+		}
 		dir, err := os.MkdirTemp("", "edgeproxy-bin-")
 		if err != nil {
 			binErr = err
 			return
 		}
 		binPath = filepath.Join(dir, "edgeproxy")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/edgeproxy").CombinedOutput()
+		args := []string{"build", "-o", binPath}
+		if raceBuild {
+			args = append(args, "-race")
+		}
+		out, err := exec.Command("go", append(args, "../cmd/edgeproxy")...).CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -125,6 +135,9 @@ func start(t testing.TB, kind, conf, docs string) *server {
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		if strings.Contains(s.log.String(), "WARNING: DATA RACE") {
+			t.Errorf("%s reported a data race", kind)
+		}
 		if t.Failed() {
 			t.Logf("%s output:\n%s", kind, s.log.String())
 			if b, err := os.ReadFile(filepath.Join(tmp, "error.log")); err == nil {
