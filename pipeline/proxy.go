@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"edgeproxy/cachestore"
+	"io"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -25,6 +27,9 @@ type upstreamCall struct {
 	state  atomic.Int32 // callRunning, callDone, callAbandoned
 	cache  cacheCall
 	tun    tunnelCall
+
+	streaming bool // the body is being relayed by the worker (proxy_buffering off)
+	streamOK  bool // the relay reached the end of the body
 }
 
 const (
@@ -168,13 +173,27 @@ func (c *Conn) finishProxy() {
 	loc := call.loc
 	x.loc = loc
 	c.proxying = false
+	keep := false
 	defer func() {
-		proxy.ReleaseJob(job)
-		call.job = nil
+		if !keep {
+			proxy.ReleaseJob(job)
+			call.job = nil
+		}
 	}()
 	x.upstreamAddr = job.Result.AppendUpstreamAddr(x.upstreamAddr[:0])
 	x.upstreamStatus = job.Result.AppendUpstreamStatus(x.upstreamStatus[:0])
 	x.upstreamTime = job.Result.AppendUpstreamResponseTime(x.upstreamTime[:0])
+	if call.streaming {
+		// The worker relayed the whole body (or failed midway: then the
+		// client connection is closed so a cut response never looks whole).
+		call.streaming = false
+		if !call.streamOK {
+			c.closeNext = true
+			c.phase = phaseClosing
+			c.t.Close()
+		}
+		return
+	}
 	if call.tun.on {
 		call.tun.on = false
 		c.finishTunnel()
@@ -213,6 +232,12 @@ func (c *Conn) finishProxy() {
 		return
 	}
 	h := &job.Head
+	if job.Response().IsBodyStream() && len(h.AccelRedirect) == 0 {
+		if c.startStream(call, job) {
+			keep = true
+			return
+		}
+	}
 	if len(h.AccelRedirect) > 0 && loc.Cache.Ignore&cachestore.IgnoreXAccelRedirect == 0 {
 		// X-Accel-Redirect: the app hands the response to an (internal)
 		// location, e.g. a protected download served with sendfile
@@ -322,4 +347,77 @@ func (c *Conn) logUpstreamError(err error, status int, job *proxy.Job) {
 		x.scratch = u
 	}
 	c.errorLogEnd(u)
+}
+
+// startStream writes the head of an unbuffered response (proxy_buffering
+// off) and lets a worker relay the body chunk by chunk as the app sends it
+// (server-sent events, streaming responses). It returns false when there
+// is no body to relay.
+func (c *Conn) startStream(call *upstreamCall, job *proxy.Job) bool {
+	x := &c.w.x
+	resp := job.Response()
+	h := &job.Head
+	if x.head || job.Status == 204 || job.Status == 304 || job.Status < 200 {
+		resp.CloseBodyStream()
+		return false
+	}
+	x.hdrs = append(x.hdrs[:0], h.Lines...)
+	hd := head{status: job.Status, statusLine: h.StatusLine, contentType: h.ContentType, contentLength: -1,
+		location: h.Location, noServer: h.HasServer, noDate: h.HasDate, upstream: true}
+	_, minor := c.w.req.Proto()
+	switch clen := resp.Header.ContentLength(); {
+	case clen >= 0:
+		hd.contentLength = int64(clen)
+	case minor >= 1:
+		hd.chunked = true
+	default:
+		c.closeNext = true // HTTP/1.0: the end of the body is the close
+	}
+	c.writeHead(&hd)
+	c.flush()
+	call.streaming, call.streamOK = true, false
+	call.state.Store(callRunning)
+	c.proxying = true
+	c.phase = phaseUpstream
+	c.deadline.Store(0)
+	chunked := hd.chunked
+	t := c.t
+	go func() {
+		stream := resp.BodyStream()
+		buf := make([]byte, 32<<10)
+		ok := true
+		for {
+			n, err := stream.Read(buf)
+			if n > 0 {
+				var out []byte
+				if chunked {
+					out = strconv.AppendInt(make([]byte, 0, n+16), int64(n), 16)
+					out = append(out, "\r\n"...)
+					out = append(out, buf[:n]...)
+					out = append(out, "\r\n"...)
+				} else {
+					out = append([]byte(nil), buf[:n]...)
+				}
+				if t.AsyncWrite(out) != nil {
+					ok = false
+					break
+				}
+			}
+			if err != nil {
+				ok = err == io.EOF
+				break
+			}
+		}
+		if ok && chunked {
+			ok = t.AsyncWrite([]byte("0\r\n\r\n")) == nil
+		}
+		_ = resp.CloseBodyStream()
+		call.streamOK = ok
+		if call.state.CompareAndSwap(callRunning, callDone) {
+			t.WakeAfter(0)
+			return
+		}
+		proxy.ReleaseJob(job)
+	}()
+	return true
 }

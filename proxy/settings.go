@@ -323,6 +323,16 @@ func AppendRemoteAddr(dst []byte, remote netip.Addr) []byte {
 // (weight 1, max_fails 1, fail_timeout 10s), no keepalive. The group is
 // named after the pass's host[:port] text. Call once per configuration.
 func ImplicitGroup(p Pass, t Timeouts) (*upstream.Group, error) {
+	spec, err := ImplicitGroupSpec(p, t)
+	if err != nil {
+		return nil, err
+	}
+	return upstream.NewGroup(spec)
+}
+
+// ImplicitGroupSpec is the GroupSpec ImplicitGroup builds, for callers that
+// adjust it (streaming) or share groups across reloads.
+func ImplicitGroupSpec(p Pass, t Timeouts) (upstream.GroupSpec, error) {
 	name := p.Host
 	if p.Port != "" {
 		name += ":" + p.Port
@@ -337,7 +347,7 @@ func ImplicitGroup(p Pass, t Timeouts) (*upstream.Group, error) {
 	if p.Unix {
 		spec.Name = "unix:" + p.Host
 		spec.Servers = []upstream.ServerSpec{upstream.ServerDefaults("unix:" + p.Host)}
-		return upstream.NewGroup(spec)
+		return spec, nil
 	}
 	port := p.Port
 	if port == "" {
@@ -346,16 +356,16 @@ func ImplicitGroup(p Pass, t Timeouts) (*upstream.Group, error) {
 	host := strings.TrimSuffix(strings.TrimPrefix(p.Host, "["), "]")
 	if ip, err := netip.ParseAddr(host); err == nil {
 		spec.Servers = []upstream.ServerSpec{upstream.ServerDefaults(net.JoinHostPort(ip.String(), port))}
-		return upstream.NewGroup(spec)
+		return spec, nil
 	}
 	// ngx_parse_url with no_resolve unset at init: every address of the
 	// name becomes a server.
 	ips, err := net.LookupIP(host)
 	if err != nil || len(ips) == 0 {
-		return nil, fmt.Errorf(`host not found in upstream "%s"`, name)
+		return spec, fmt.Errorf(`host not found in upstream "%s"`, name)
 	}
 	for _, ip := range ips {
 		spec.Servers = append(spec.Servers, upstream.ServerDefaults(net.JoinHostPort(ip.String(), port)))
 	}
-	return upstream.NewGroup(spec)
+	return spec, nil
 }

@@ -14,16 +14,17 @@ import (
 // ProxyConf holds the inheritable proxy_* settings of a level, before
 // they are compiled into proxy.Settings for a location with proxy_pass.
 type ProxyConf struct {
-	SetNames   []string
-	SetValues  []Template
-	HTTP11     bool
-	Hide, Pass []string
-	Redirects  [][]string
-	Intercept  bool
-	Timeouts   proxy.Timeouts
-	Next       *upstream.NextUpstream
-	NoReqHdrs  bool
-	NoReqBody  bool
+	SetNames    []string
+	SetValues   []Template
+	HTTP11      bool
+	Hide, Pass  []string
+	Redirects   [][]string
+	Intercept   bool
+	Timeouts    proxy.Timeouts
+	Next        *upstream.NextUpstream
+	NoReqHdrs   bool
+	NoReqBody   bool
+	NoBuffering bool // proxy_buffering off: relay the body as it arrives
 }
 
 // Proxy is the compiled proxy_pass of a location.
@@ -39,7 +40,7 @@ type Proxy struct {
 type upstreamBlock struct {
 	spec    upstream.GroupSpec
 	hashKey *Template
-	groups  map[proxy.Timeouts]*upstream.Group
+	groups  map[groupKey]*upstream.Group
 	d       *config.Directive
 }
 
@@ -53,7 +54,7 @@ func (c *compiler) upstreams(ds []*config.Directive) error {
 		if _, dup := c.ups[name]; dup {
 			return errAt(d, "duplicate upstream %q", name)
 		}
-		ub := &upstreamBlock{spec: upstream.GroupSpec{Name: name}, groups: map[proxy.Timeouts]*upstream.Group{}, d: d}
+		ub := &upstreamBlock{spec: upstream.GroupSpec{Name: name}, groups: map[groupKey]*upstream.Group{}, d: d}
 		for _, u := range d.Block {
 			if err := c.upstreamDirective(u, ub); err != nil {
 				return err
@@ -218,7 +219,9 @@ func (c *compiler) proxyDirective(d *config.Directive, loc *Location, firsts map
 		p.Timeouts.BufferSize = int(n)
 	case "proxy_buffers":
 		c.note(d, `"proxy_buffers": responses are buffered whole in memory (see README)`)
-	case "proxy_buffering", "proxy_request_buffering":
+	case "proxy_buffering":
+		p.NoBuffering = d.Args[0] == "off"
+	case "proxy_request_buffering":
 		if d.Args[0] != "on" {
 			return errAt(d, `"%s off" (streaming) is not supported by edgeproxy yet`, d.Name)
 		}
@@ -318,23 +321,30 @@ func (c *compiler) bindProxy(loc *Location) error {
 			if err := pass.UpstreamPortError(); err != nil {
 				return errAt(d, "%s", err.Error())
 			}
-			g, ok := ub.groups[p.Timeouts]
+			key := groupKey{p.Timeouts, p.NoBuffering}
+			g, ok := ub.groups[key]
 			if !ok {
 				spec := ub.spec
 				spec.ConnectTimeout, spec.SendTimeout, spec.ReadTimeout = p.Timeouts.Connect, p.Timeouts.Send, p.Timeouts.Read
 				spec.BufferSize = p.Timeouts.BufferSize
+				spec.StreamResponseBody = p.NoBuffering
 				g, err = shared.group(spec)
 				if err != nil {
 					return errAt(ub.d, "%s", err.Error())
 				}
-				ub.groups[p.Timeouts] = g
+				ub.groups[key] = g
 			}
 			cfg.Group = g
 			out.HashKey = ub.hashKey
 		}
 	}
 	if cfg.Group == nil {
-		g, err := proxy.ImplicitGroup(pass, p.Timeouts)
+		spec, err := proxy.ImplicitGroupSpec(pass, p.Timeouts)
+		if err != nil {
+			return errAt(d, "%s", err.Error())
+		}
+		spec.StreamResponseBody = p.NoBuffering
+		g, err := shared.group(spec)
 		if err != nil {
 			return errAt(d, "%s", err.Error())
 		}
@@ -347,4 +357,11 @@ func (c *compiler) bindProxy(loc *Location) error {
 	out.Settings = s
 	loc.Proxy = out
 	return nil
+}
+
+// groupKey tells apart the groups built from one upstream block: nginx
+// binds timeouts and buffering per location, upstream.Group per group.
+type groupKey struct {
+	t      proxy.Timeouts
+	stream bool
 }
