@@ -548,4 +548,6 @@ var directives = []Spec{
 	{"worker_shutdown_timeout", Implemented, CtxMain, Take1, true, noBody},
 	{"working_directory", Accepted, CtxMain, Take1, true, noBody},
 	{"zone", Implemented, CtxUpstream, Take12, false, noBody},
+	// edgeproxy extensions (not nginx directives)
+	{"health_check", Extension, CtxUpstream, AnyArgs, true, noBody},
 }

@@ -95,6 +95,9 @@ const (
 	Accepted
 	// Implemented: edgeproxy honours the directive.
 	Implemented
+	// Extension: edgeproxy's own directive, absent from nginx (e.g.
+	// health_check in an upstream block); honoured like Implemented.
+	Extension
 )
 
 func (s Support) String() string {
@@ -103,6 +106,8 @@ func (s Support) String() string {
 		return "accepted"
 	case Implemented:
 		return "implemented"
+	case Extension:
+		return "edgeproxy extension"
 	}
 	return "not implemented"
 }

@@ -149,6 +149,37 @@ func (c *compiler) upstreamDirective(d *config.Directive, ub *upstreamBlock) err
 		s.KeepaliveRequests = n
 	case "zone":
 		c.note(d, `"zone" in upstream is accepted: upstream state is shared by all event loops anyway`)
+	case "health_check":
+		// edgeproxy's active health checks (beyond nginx OSS): a server
+		// failing `fails` probes in a row is taken out until `passes`
+		// succeed, so a dead app is out before a client hits it.
+		hs := &upstream.HealthSpec{Interval: 5 * time.Second, Rise: 2, Fall: 3, URI: "/"}
+		for _, a := range d.Args {
+			k, v, _ := strings.Cut(a, "=")
+			var err error
+			switch k {
+			case "interval":
+				hs.Interval, err = config.ParseTime(v)
+			case "timeout":
+				hs.Timeout, err = config.ParseTime(v)
+			case "uri":
+				hs.URI = v
+			case "host":
+				hs.Host = v
+			case "match", "status":
+				hs.ExpectStatus = v
+			case "fails":
+				hs.Fall, err = strconv.Atoi(v)
+			case "passes":
+				hs.Rise, err = strconv.Atoi(v)
+			default:
+				return errAt(d, "invalid parameter %q", a)
+			}
+			if err != nil {
+				return errAt(d, "invalid parameter %q", a)
+			}
+		}
+		s.HealthCheck = hs
 	default:
 		return errAt(d, "%q directive is not supported by edgeproxy", d.Name)
 	}
