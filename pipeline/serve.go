@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -223,6 +224,16 @@ func (c *Conn) runLocation(loc *snapshot.Location) {
 		return
 	}
 	if !x.internal && !x.errorPage && c.limits(loc) {
+		return
+	}
+	if len(loc.Access) > 0 && !c.accessAllowed(loc) {
+		// Access phase (after limit_req/limit_conn, before try_files and
+		// the content handler; `return` ran earlier): 403.
+		if c.errorLogOn(snapshot.LevelError) {
+			x.errBuf = append(x.errBuf, "access forbidden by rule"...)
+			c.errorLogEnd(nil)
+		}
+		c.finalize(403)
 		return
 	}
 	if loc.Proxy != nil {
@@ -528,4 +539,29 @@ func appendExcess(b []byte, e int64) []byte {
 	b = strconv.AppendInt(b, e/1000, 10)
 	r := e % 1000
 	return append(b, '.', byte('0'+r/100), byte('0'+r/10%10), byte('0'+r%10))
+}
+
+// accessAllowed evaluates allow/deny in order (ngx_http_access_handler): the
+// first matching rule decides; no match allows.
+func (c *Conn) accessAllowed(loc *snapshot.Location) bool {
+	var addr netip.Addr
+	if c.remote.IsValid() {
+		addr = c.remote.Addr().Unmap()
+	}
+	for i := range loc.Access {
+		r := &loc.Access[i]
+		switch {
+		case r.All:
+		case r.Unix:
+			if addr.IsValid() {
+				continue
+			}
+		default:
+			if !addr.IsValid() || !r.Prefix.Contains(addr) {
+				continue
+			}
+		}
+		return !r.Deny
+	}
+	return true
 }

@@ -461,6 +461,9 @@ func (c *compiler) applyCommon(ds []*config.Directive, loc *Location, hl *Header
 			err = c.tryFiles(d, loc)
 		case "return":
 			err = c.ret(d, loc)
+		case "allow", "deny":
+			err = c.accessRule(d, loc, !firsts["allow|deny"])
+			firsts["allow|deny"] = true
 		case "access_log":
 			err = c.accessLog(d, loc, !firsts["access_log"])
 			firsts["access_log"] = true

@@ -163,6 +163,7 @@ type Location struct {
 	SendTimeout       time.Duration
 	ClientMaxBodySize int64 // 0 = unlimited
 	Limits            Limits
+	Access            []AccessRule // allow/deny in order
 	Gzip              Gzip
 	ErrorLog          *ErrorLog // error_log of this level (inherited)
 	TLS               TLSConf
