@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -208,6 +209,14 @@ func TestConfigTestMessages(t *testing.T) {
 	out, err := exec.Command(bin, "-t", "-c", p).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "syntax is ok") || !strings.Contains(string(out), "test is successful") {
 		t.Fatalf("valid config: %v\n%s", err, out)
+	}
+	// -T prints the effective config like nginx -T: each file with its header.
+	_ = writeFile(filepath.Join(dir, "extra.conf"), "location /x { return 204; }\n")
+	_ = writeFile(p, "events {} http { server { listen 127.0.0.1:1; include extra.conf; } }\n")
+	out, err = exec.Command(bin, "-T", "-c", p).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "# configuration file "+p+":") || !strings.Contains(string(out), "# configuration file "+filepath.Join(dir, "extra.conf")+":") ||
+		!strings.Contains(string(out), "location /x { return 204; }") {
+		t.Fatalf("-T output: %v\n%s", err, out)
 	}
 	// An implemented-elsewhere directive is refused, never ignored.
 	_ = writeFile(p, "events {} http { server { listen 127.0.0.1:1; location / { rewrite ^ /x; } } }")
