@@ -3,6 +3,7 @@ package e2e
 import (
 	"io"
 	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -140,7 +141,9 @@ func TestKeepaliveTimeout(t *testing.T) {
 // Connections beyond worker_connections are refused without disturbing the
 // established ones.
 func TestWorkerConnectionsCap(t *testing.T) {
-	edge := start(t, "edgeproxy", protoConf, t.TempDir())
+	// Long timeouts: no slot may free itself while the test fills them.
+	conf := strings.NewReplacer("client_header_timeout 1s;", "client_header_timeout 60s;", "keepalive_timeout 2s;", "keepalive_timeout 60s;").Replace(protoConf)
+	edge := start(t, "edgeproxy", conf, t.TempDir())
 	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
@@ -153,8 +156,18 @@ func TestWorkerConnectionsCap(t *testing.T) {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)
+		// A served request proves the connection holds a slot (the
+		// server may accept later than the client's connect returns).
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(newReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		resp.Body.Close()
 	}
-	time.Sleep(100 * time.Millisecond)
 	extra, err := net.Dial("tcp", edge.Addr)
 	if err == nil {
 		_ = extra.SetReadDeadline(time.Now().Add(2 * time.Second))
