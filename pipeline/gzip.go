@@ -33,7 +33,7 @@ func (c *Conn) gzipCheck(status int, ctype []byte, clen int64, hasEncoding bool)
 	if i := bytes.IndexByte(mt, ';'); i >= 0 {
 		mt = bytes.TrimRight(mt[:i], " ")
 	}
-	if !g.AnyType && !g.Types[string(bytes.ToLower(mt))] {
+	if !g.AnyType && !g.Types[string(lowerIfNeeded(mt, &x.lowerBuf))] {
 		return false, false
 	}
 	return g.Vary, c.gzipOK(g)
@@ -217,4 +217,24 @@ func weakenETag(hdrs []byte) []byte {
 	copy(hdrs[j+2:], hdrs[j:len(hdrs)-2])
 	hdrs[j], hdrs[j+1] = 'W', '/'
 	return hdrs
+}
+
+// lowerIfNeeded returns b lowercased, copying into *buf only when b has
+// upper-case letters (MIME types nearly always arrive lowercase), so the
+// map lookup allocates nothing.
+func lowerIfNeeded(b []byte, buf *[]byte) []byte {
+	for _, ch := range b {
+		if ch >= 'A' && ch <= 'Z' {
+			out := (*buf)[:0]
+			for _, c := range b {
+				if c >= 'A' && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				out = append(out, c)
+			}
+			*buf = out
+			return out
+		}
+	}
+	return b
 }

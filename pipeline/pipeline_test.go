@@ -177,3 +177,24 @@ func BenchmarkFeedStaticSmall(b *testing.B) {
 		b.Fatalf("unexpected output %q", ft.out.Bytes())
 	}
 }
+
+// gzip on the hot path allocates nothing either.
+func TestFeedGzipZeroAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), bytes.Repeat([]byte("hello gzip "), 200), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, ft := newTestConn(t, `error_log `+dir+`/error.log; events {} http { keepalive_requests 1000000000; default_type Text/Plain;
+		gzip on; gzip_types text/plain; server { listen 127.0.0.1:8080; root `+dir+`; } }`)
+	req := []byte("GET /a.txt HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n\r\n")
+	c.Feed(req)
+	if !strings.Contains(ft.out.String(), "Content-Encoding: gzip") {
+		t.Fatalf("not compressed:\n%s", ft.out.String())
+	}
+	if n := testing.AllocsPerRun(100, func() { ft.out.Reset(); c.Feed(req) }); n != 0 {
+		t.Fatalf("%v allocations per gzipped response", n)
+	}
+}

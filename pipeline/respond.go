@@ -220,7 +220,7 @@ func (c *Conn) appendAbsolute(b, loc []byte) []byte {
 
 // defaultTypeFor returns default_type for text responses of `return`.
 func (c *Conn) defaultTypeFor(l *snapshot.Location) []byte {
-	return []byte(l.DefaultType)
+	return l.DefaultTypeBytes()
 }
 
 // writeSimple writes a complete response with an in-memory body.
@@ -359,7 +359,7 @@ func (c *Conn) sendFile(f *static.File) {
 	}
 	ctype := loc.Types.Lookup(x.uri)
 	if ctype == nil {
-		ctype = []byte(loc.DefaultType)
+		ctype = loc.DefaultTypeBytes()
 	}
 	if len(x.accelType) > 0 {
 		ctype = x.accelType

@@ -57,6 +57,7 @@ type exchange struct {
 	accelType      []byte // Content-Type kept from an X-Accel-Redirect response
 	accelHdrs      []byte // its Content-Disposition / Set-Cookie lines
 	errBuf         []byte // error-log line being built
+	lowerBuf       []byte // a lowercased Content-Type for gzip_types
 }
 
 func (x *exchange) init() {

@@ -651,6 +651,7 @@ func (c *compiler) compileServer(d *config.Directive, http *Location, hl HeaderL
 	if err := c.applyCommon(d.Block, root, &hl, lvServer, &typesSet); err != nil {
 		return err
 	}
+	root.defaultTypeB = []byte(root.DefaultType)
 	srv.Root = root
 	srv.HeaderLims = hl
 	c.snap.Servers = append(c.snap.Servers, srv)
@@ -817,6 +818,7 @@ func (c *compiler) compileLocation(d *config.Directive, parent *Location, srv *S
 		}
 		loc.AliasRegex = mod == "~" || mod == "~*"
 	}
+	loc.defaultTypeB = []byte(loc.DefaultType)
 	if err := c.bindProxy(loc); err != nil {
 		return route.Spec{}, err
 	}

@@ -163,6 +163,7 @@ type Location struct {
 	SendTimeout       time.Duration
 	ClientMaxBodySize int64 // 0 = unlimited
 	Limits            Limits
+	defaultTypeB      []byte
 	Access            []AccessRule // allow/deny in order
 	Gzip              Gzip
 	ErrorLog          *ErrorLog // error_log of this level (inherited)
@@ -200,4 +201,13 @@ func SameListeners(a, b *Snapshot) bool {
 		}
 	}
 	return true
+}
+
+// DefaultTypeBytes is default_type as bytes, converted once per location
+// rather than once per response.
+func (l *Location) DefaultTypeBytes() []byte {
+	if b := l.defaultTypeB; b != nil && string(b) == l.DefaultType {
+		return b
+	}
+	return []byte(l.DefaultType)
 }
