@@ -202,9 +202,7 @@ type gconn struct {
 	tun   net.Conn    // upgraded: the app connection spliced with this one
 	tunCh chan []byte // client bytes for the writer goroutine
 
-	sendF     *os.File // sendfile waiting for the output to drain
-	sendOff   int64
-	sendN     int64
+	sendR     io.Reader // a SendFile/SendStream waiting for the output to drain
 	sendState atomic.Int32 // 0 idle, 1 running, 2 done ok, 3 done failed
 }
 
@@ -291,9 +289,9 @@ func (e *Engine) OnClose(c gnet.Conn, _ error) gnet.Action {
 	delete(e.conns, g)
 	delete(e.waiting, g)
 	e.mu.Unlock()
-	if g.sendF != nil {
-		g.sendF.Close()
-		g.sendF = nil
+	if g.sendR != nil {
+		closeReader(g.sendR)
+		g.sendR = nil
 	}
 	if g.tun != nil {
 		g.tun.Close()
@@ -401,7 +399,7 @@ func (e *Engine) OnTraffic(c gnet.Conn) gnet.Action {
 		}
 		return gnet.None
 	}
-	if g.pc.Busy() || g.sendF != nil {
+	if g.pc.Busy() || g.sendR != nil {
 		if c.InboundBuffered() > e.opt.MaxInbound {
 			return gnet.Close
 		}
@@ -453,7 +451,15 @@ func (g *gconn) Close() {
 // (net.FileConn) whose TCPConn.ReadFrom uses sendfile; when it finishes the
 // loop is woken to resume the pipeline.
 func (g *gconn) SendFile(f *os.File, off, n int64) {
-	g.sendF, g.sendOff, g.sendN = f, off, n
+	g.SendStream(&fileSection{f: f, off: off, n: n})
+}
+
+// SendStream implements pipeline.Transport like SendFile: a goroutine
+// copies r to the dup'd socket, blocking on it, so a slow client slows the
+// reader down (the back-pressure gnet lacks). A reader with a WriteTo
+// method that copies from an *os.File gets sendfile too.
+func (g *gconn) SendStream(r io.Reader) {
+	g.sendR = r
 	if g.c.OutboundBuffered() > 0 {
 		g.wait()
 		return
@@ -462,11 +468,11 @@ func (g *gconn) SendFile(f *os.File, off, n int64) {
 }
 
 func (g *gconn) startSend() {
-	f, off, n := g.sendF, g.sendOff, g.sendN
-	g.sendF = nil
+	r := g.sendR
+	g.sendR = nil
 	fd, err := g.c.Dup()
 	if err != nil {
-		f.Close()
+		closeReader(r)
 		g.sendState.Store(3)
 		_ = g.c.Wake(nil)
 		return
@@ -475,8 +481,8 @@ func (g *gconn) startSend() {
 	timeout := g.pc.SendTimeout()
 	c := g.c
 	go func() {
-		ok := sendfile(fd, f, off, n, timeout)
-		f.Close()
+		ok := sendStream(fd, r, timeout)
+		closeReader(r)
 		if ok {
 			g.sendState.Store(2)
 		} else {
@@ -486,9 +492,96 @@ func (g *gconn) startSend() {
 	}()
 }
 
-// sendfile copies n bytes of f from off to the socket fd (a dup the caller
-// hands over), with send_timeout between progress steps like nginx.
-func sendfile(fd int, f *os.File, off, n int64, timeout time.Duration) bool {
+func closeReader(r io.Reader) {
+	if c, ok := r.(io.Closer); ok {
+		c.Close()
+	}
+}
+
+// fileSection is n bytes of f from off; WriteTo hands the file to the
+// socket's ReadFrom, i.e. sendfile(2). Close closes f.
+type fileSection struct {
+	f      *os.File
+	off, n int64
+}
+
+func (s *fileSection) Read(p []byte) (int, error) {
+	if s.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > s.n {
+		p = p[:s.n]
+	}
+	k, err := s.f.ReadAt(p, s.off)
+	s.off += int64(k)
+	s.n -= int64(k)
+	if err == io.EOF && k > 0 {
+		err = nil
+	}
+	return k, err
+}
+
+func (s *fileSection) WriteTo(w io.Writer) (int64, error) {
+	if _, err := s.f.Seek(s.off, io.SeekStart); err != nil {
+		return 0, err
+	}
+	k, err := io.Copy(w, io.LimitReader(s.f, s.n))
+	s.off += k
+	s.n -= k
+	if err == nil && s.n > 0 {
+		err = io.ErrUnexpectedEOF // the file shrank
+	}
+	return k, err
+}
+
+func (s *fileSection) Close() error { return s.f.Close() }
+
+// deadlineWriter renews the write deadline of nc before every write, so
+// send_timeout bounds the time between two successive writes as in nginx,
+// not the whole transfer. It forwards ReadFrom so sendfile still applies.
+type deadlineWriter struct {
+	nc      net.Conn
+	timeout time.Duration
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	if d.timeout > 0 {
+		_ = d.nc.SetWriteDeadline(time.Now().Add(d.timeout))
+	}
+	return d.nc.Write(p)
+}
+
+func (d *deadlineWriter) ReadFrom(r io.Reader) (int64, error) {
+	lr, ok := r.(*io.LimitedReader)
+	if ok {
+		_, ok = lr.R.(*os.File)
+	}
+	if !ok {
+		// Not a file: plain writes, each with its deadline.
+		return io.CopyBuffer(struct{ io.Writer }{d}, r, make([]byte, 32<<10))
+	}
+	// sendfile in steps, each with a fresh deadline.
+	const step = 4 << 20
+	var total int64
+	for lr.N > 0 {
+		if d.timeout > 0 {
+			_ = d.nc.SetWriteDeadline(time.Now().Add(d.timeout))
+		}
+		k, err := d.nc.(io.ReaderFrom).ReadFrom(&io.LimitedReader{R: lr.R, N: min(lr.N, step)})
+		lr.N -= k
+		total += k
+		if err != nil {
+			return total, err
+		}
+		if k == 0 {
+			return total, io.ErrUnexpectedEOF
+		}
+	}
+	return total, nil
+}
+
+// sendStream copies r to the socket fd (a dup the caller hands over).
+func sendStream(fd int, r io.Reader, timeout time.Duration) bool {
 	sock := os.NewFile(uintptr(fd), "client")
 	nc, err := net.FileConn(sock)
 	sock.Close()
@@ -496,25 +589,13 @@ func sendfile(fd int, f *os.File, off, n int64, timeout time.Duration) bool {
 		return false
 	}
 	defer nc.Close()
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return false
+	w := &deadlineWriter{nc: nc, timeout: timeout}
+	if wt, ok := r.(io.WriterTo); ok {
+		_, err = wt.WriteTo(w)
+	} else {
+		_, err = io.CopyBuffer(struct{ io.Writer }{w}, r, make([]byte, 32<<10))
 	}
-	const step = 4 << 20
-	for n > 0 {
-		m := int64(step)
-		if m > n {
-			m = n
-		}
-		if timeout > 0 {
-			_ = nc.SetWriteDeadline(time.Now().Add(timeout))
-		}
-		w, err := io.Copy(nc, io.LimitReader(f, m))
-		n -= w
-		if err != nil || w == 0 {
-			return false
-		}
-	}
-	return true
+	return err == nil
 }
 
 // wait registers the connection with the drain poller.
@@ -547,7 +628,7 @@ func (g *gconn) drain() bool {
 		g.e.mu.Lock()
 		delete(g.e.waiting, g)
 		g.e.mu.Unlock()
-		if g.sendF != nil {
+		if g.sendR != nil {
 			g.startSend()
 		}
 		return true

@@ -160,8 +160,8 @@ func cacheBefore(cl *cacheCall) (release func(), served bool) {
 // cacheable response (RFC 9111 and nginx's rules in cachestore.Evaluate)
 // becomes an immutable entry.
 func cacheAfter(cl *cacheCall, job *proxy.Job, leader bool) {
-	if cl.zone == nil || !cl.store || job.Response().IsBodyStream() {
-		return // a relayed (unbuffered) body is not in memory to store
+	if cl.zone == nil || !cl.store || job.Streaming || job.RespBody.Spilled() {
+		return // a relayed or spilled body is not in memory to store
 	}
 	resp := job.Response()
 	var rh cachestore.ResponseHeaders

@@ -9,6 +9,7 @@
 package pipeline
 
 import (
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -36,6 +37,11 @@ type Transport interface {
 	// written before, then closes f and calls Conn.SendDone on the owner
 	// goroutine. The Conn feeds no more input until then.
 	SendFile(f *os.File, off, n int64)
+	// SendStream is SendFile for any reader: the transport copies r to the
+	// client after everything written before, on a goroutine that blocks
+	// on the client (back-pressure for the reader), then closes r if it
+	// is an io.Closer and calls Conn.SendDone on the owner goroutine.
+	SendStream(r io.Reader)
 	// Close closes the connection once everything written is sent.
 	Close()
 	// Tunnel hands the connection over after a 101: from now on the
@@ -258,9 +264,23 @@ func (c *Conn) feed(data []byte) int {
 		case phaseSending:
 			return off
 		case phaseUpstream:
-			if !c.callReady() || !c.resumeProxy() {
-				return off
+			if c.callReady() {
+				if !c.resumeProxy() {
+					return off
+				}
+				continue
 			}
+			if c.collecting && (c.bodyLeft > 0 || c.chunked) {
+				// proxy_request_buffering off: the body goes to the app
+				// while the exchange runs.
+				n := c.discardBody(data[off:])
+				off += n
+				if n == 0 || c.phase != phaseUpstream {
+					return off
+				}
+				continue
+			}
+			return off
 		case phaseDelayed:
 			if c.clock().UnixNano() < c.delayUntil {
 				return off
@@ -385,8 +405,9 @@ func (c *Conn) discardBody(data []byte) int {
 		if n > c.bodyLeft {
 			n = c.bodyLeft
 		}
-		if c.collecting {
-			c.call.job.Body = append(c.call.job.Body, data[:n]...)
+		if c.collecting && !c.spoolBody(data[:n]) {
+			c.bodyFailed(500)
+			return len(data)
 		}
 		c.bodyLeft -= n
 		if c.bodyLeft == 0 {
@@ -402,20 +423,16 @@ func (c *Conn) discardBody(data []byte) int {
 		off += n
 		if c.collecting && err == nil {
 			job := c.call.job
-			if max := c.call.loc.ClientMaxBodySize; max > 0 && int64(len(job.Body)+len(chunk)) > max {
+			if max := c.call.loc.ClientMaxBodySize; max > 0 && job.ReqBody.Len()+int64(len(chunk)) > max {
 				// A chunked body over client_max_body_size: 413, as nginx
 				// answers while reading it.
-				c.collecting, c.proxying = false, false
-				proxy.ReleaseJob(job)
-				c.call.job = nil
-				c.closeNext = true
-				c.finalize(413)
-				c.phase = phaseClosing
-				c.flush()
-				c.t.Close()
+				c.bodyFailed(413)
 				return len(data)
 			}
-			job.Body = append(job.Body, chunk...)
+			if !c.spoolBody(chunk) {
+				c.bodyFailed(500)
+				return len(data)
+			}
 		}
 		if err != nil {
 			c.phase = phaseClosing
@@ -438,12 +455,37 @@ func (c *Conn) discardBody(data []byte) int {
 
 func (c *Conn) bodyDone() {
 	if c.collecting {
-		c.dispatch()
+		c.endBody()
 		return
 	}
 	if c.phase == phaseBody {
 		c.afterResponse()
 	}
+}
+
+// bodyFailed answers status while a proxied request body is being read
+// (413 for a chunked body over client_max_body_size, 500 when the
+// temporary file cannot be written) and closes the connection, since the
+// rest of the body is not read. A worker already streaming the body is
+// stopped first.
+func (c *Conn) bodyFailed(status int) {
+	if c.call.dispatched {
+		// proxy_request_buffering off: the app has part of the body.
+		c.abandonCall()
+		c.closeNext = true
+		c.phase = phaseClosing
+		c.flush()
+		c.t.Close()
+		return
+	}
+	c.collecting, c.proxying = false, false
+	proxy.ReleaseJob(c.call.job)
+	c.call.job = nil
+	c.closeNext = true
+	c.finalize(status)
+	c.phase = phaseClosing
+	c.flush()
+	c.t.Close()
 }
 
 // afterResponse moves to the next request or closes.

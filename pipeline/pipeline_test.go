@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -30,6 +31,13 @@ func (f *fakeTransport) Write(bufs [][]byte) {
 func (f *fakeTransport) SendFile(fd *os.File, off, n int64) {
 	f.files++
 	fd.Close()
+}
+func (f *fakeTransport) SendStream(r io.Reader) {
+	f.files++
+	_, _ = io.Copy(&f.out, r)
+	if c, ok := r.(io.Closer); ok {
+		c.Close()
+	}
 }
 func (f *fakeTransport) Close()                           { f.closed = true }
 func (f *fakeTransport) WakeAfter(d time.Duration)        { f.wakes = append(f.wakes, d) }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"edgeproxy/cachestore"
 	"io"
@@ -28,9 +29,15 @@ type upstreamCall struct {
 	cache  cacheCall
 	tun    tunnelCall
 
-	streaming bool // the body is being relayed by the worker (proxy_buffering off)
-	streamOK  bool // the relay reached the end of the body
+	// bodyStreaming: the request body is sent to the app while it still
+	// arrives (proxy_request_buffering off); the loop writes it into
+	// job.ReqBody, shared with the worker.
+	bodyStreaming bool
+	dispatched    bool // a worker owns job until state leaves callRunning
 }
+
+// errClientGone ends a streamed request body when the client goes away.
+var errClientGone = errors.New("client closed the connection before the end of the request body")
 
 const (
 	callRunning int32 = iota
@@ -75,6 +82,7 @@ func (c *Conn) startProxy(loc *snapshot.Location) {
 	}
 	call := &c.call
 	call.job, call.loc, call.err = job, loc, nil
+	call.dispatched, call.bodyStreaming = false, false
 	call.state.Store(callRunning)
 	c.proxying = true
 
@@ -92,9 +100,42 @@ func (c *Conn) startProxy(loc *snapshot.Location) {
 		return
 	}
 	if r.Chunked() || r.ContentLength() > 0 {
-		// proxy_request_buffering on: read the whole body first, so a slow
-		// client never holds an application worker.
+		job.ReqBody.Reset(loc.ClientBodyBuffer, loc.ClientBodyTemp, -1)
 		c.collecting = true
+		// proxy_request_buffering off streams the body as it arrives; a
+		// chunked body is still buffered unless the app speaks HTTP/1.1
+		// (nginx's rule: HTTP/1.0 has no chunked requests).
+		if loc.ProxyConf.NoReqBuffer && (!r.Chunked() || p.Settings.HTTP11()) {
+			job.ReqBody.Share()
+			job.ContentLength = r.ContentLength()
+			if r.Chunked() {
+				job.ContentLength = -1
+			}
+			call.bodyStreaming = true
+			c.dispatch()
+		}
+		// Otherwise (proxy_request_buffering on) the whole body is read
+		// first, so a slow client never holds an application worker.
+		return
+	}
+	c.dispatch()
+}
+
+// spoolBody appends request body bytes to the job's spool; false means the
+// temporary file could not be written (the request then fails with 500,
+// as nginx's does when it cannot write client_body_temp).
+func (c *Conn) spoolBody(b []byte) bool {
+	_, err := c.call.job.ReqBody.Write(b)
+	return err == nil
+}
+
+// endBody is called when the whole request body has arrived.
+func (c *Conn) endBody() {
+	call := &c.call
+	if call.bodyStreaming {
+		call.job.ReqBody.CloseWrite(nil)
+		call.bodyStreaming = false
+		c.collecting = false
 		return
 	}
 	c.dispatch()
@@ -103,12 +144,16 @@ func (c *Conn) startProxy(loc *snapshot.Location) {
 // dispatch hands the job to a worker goroutine.
 func (c *Conn) dispatch() {
 	call := &c.call
-	if c.collecting {
-		call.job.ContentLength = int64(len(call.job.Body))
+	if c.collecting && !call.bodyStreaming {
+		call.job.ContentLength = call.job.ReqBody.Len()
+		call.job.ReqBody.CloseWrite(nil)
+		c.collecting = false
 	}
-	c.collecting = false
 	c.phase = phaseUpstream
-	c.deadline.Store(0) // upstream timeouts bound this phase
+	call.dispatched = true
+	if !call.bodyStreaming {
+		c.deadline.Store(0) // upstream timeouts bound this phase
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	call.cancel = cancel
 	settings := call.loc.Proxy.Settings
@@ -144,7 +189,16 @@ func (c *Conn) abandonCall() {
 		return
 	}
 	call := &c.call
-	if call.state.CompareAndSwap(callRunning, callAbandoned) {
+	if call.bodyStreaming {
+		// The worker may be blocked reading the body: end it with an
+		// error so the app never takes a cut body for a whole one.
+		call.job.ReqBody.CloseWrite(errClientGone)
+		call.bodyStreaming = false
+	}
+	if !call.dispatched {
+		// Still reading the request body (buffered): no worker has it.
+		proxy.ReleaseJob(call.job)
+	} else if call.state.CompareAndSwap(callRunning, callAbandoned) {
 		if call.cancel != nil {
 			call.cancel()
 		}
@@ -154,9 +208,8 @@ func (c *Conn) abandonCall() {
 			call.tun.up = nil
 		}
 		proxy.ReleaseJob(call.job)
-	} else if c.collecting {
-		proxy.ReleaseJob(call.job)
 	}
+	call.dispatched = false
 	c.proxying, c.collecting = false, false
 	call.job = nil
 }
@@ -183,16 +236,11 @@ func (c *Conn) finishProxy() {
 	x.upstreamAddr = job.Result.AppendUpstreamAddr(x.upstreamAddr[:0])
 	x.upstreamStatus = job.Result.AppendUpstreamStatus(x.upstreamStatus[:0])
 	x.upstreamTime = job.Result.AppendUpstreamResponseTime(x.upstreamTime[:0])
-	if call.streaming {
-		// The worker relayed the whole body (or failed midway: then the
-		// client connection is closed so a cut response never looks whole).
-		call.streaming = false
-		if !call.streamOK {
-			c.closeNext = true
-			c.phase = phaseClosing
-			c.t.Close()
-		}
-		return
+	if call.bodyStreaming {
+		// The app answered before the end of the request body: the rest
+		// is read and discarded (afterResponse).
+		call.bodyStreaming = false
+		c.collecting = false
 	}
 	if call.tun.on {
 		call.tun.on = false
@@ -232,9 +280,13 @@ func (c *Conn) finishProxy() {
 		return
 	}
 	h := &job.Head
-	if job.Response().IsBodyStream() && len(h.AccelRedirect) == 0 {
-		if c.startStream(call, job) {
+	if (job.Streaming || job.RespBody.Spilled()) && len(h.AccelRedirect) == 0 {
+		// Unbuffered (proxy_buffering off, X-Accel-Buffering: no), or
+		// larger than the memory buffers: a relay sends it with
+		// back-pressure and owns the job from now on.
+		if c.startRelay(job) {
 			keep = true
+			call.job = nil
 			return
 		}
 	}
@@ -349,75 +401,152 @@ func (c *Conn) logUpstreamError(err error, status int, job *proxy.Job) {
 	c.errorLogEnd(u)
 }
 
-// startStream writes the head of an unbuffered response (proxy_buffering
-// off) and lets a worker relay the body chunk by chunk as the app sends it
-// (server-sent events, streaming responses). It returns false when there
-// is no body to relay.
-func (c *Conn) startStream(call *upstreamCall, job *proxy.Job) bool {
+// startRelay writes the head of a response whose body is not whole in
+// memory and hands the body to the transport (SendStream): the spooled part
+// (memory, then the temporary file with sendfile), then what is still in
+// the upstream stream, chunk by chunk as the app sends it (server-sent
+// events, streaming responses). It returns false when there is no body to
+// send (HEAD, 204, 304, 1xx).
+func (c *Conn) startRelay(job *proxy.Job) bool {
 	x := &c.w.x
-	resp := job.Response()
 	h := &job.Head
 	if x.head || job.Status == 204 || job.Status == 304 || job.Status < 200 {
-		resp.CloseBodyStream()
 		return false
 	}
 	x.hdrs = append(x.hdrs[:0], h.Lines...)
 	hd := head{status: job.Status, statusLine: h.StatusLine, contentType: h.ContentType, contentLength: -1,
 		location: h.Location, noServer: h.HasServer, noDate: h.HasDate, upstream: true}
 	_, minor := c.w.req.Proto()
-	switch clen := resp.Header.ContentLength(); {
-	case clen >= 0:
-		hd.contentLength = int64(clen)
+	switch {
+	case !job.Streaming:
+		hd.contentLength = job.RespBody.Len()
+	case h.ContentLength >= 0:
+		hd.contentLength = int64(h.ContentLength)
 	case minor >= 1:
 		hd.chunked = true
 	default:
 		c.closeNext = true // HTTP/1.0: the end of the body is the close
 	}
 	c.writeHead(&hd)
+	if hd.contentLength >= 0 {
+		x.bodySent = hd.contentLength
+	}
 	c.flush()
-	call.streaming, call.streamOK = true, false
-	call.state.Store(callRunning)
-	c.proxying = true
-	c.phase = phaseUpstream
-	c.deadline.Store(0)
-	chunked := hd.chunked
-	t := c.t
-	go func() {
-		stream := resp.BodyStream()
-		buf := make([]byte, 32<<10)
-		ok := true
-		for {
-			n, err := stream.Read(buf)
-			if n > 0 {
-				var out []byte
-				if chunked {
-					out = strconv.AppendInt(make([]byte, 0, n+16), int64(n), 16)
-					out = append(out, "\r\n"...)
-					out = append(out, buf[:n]...)
-					out = append(out, "\r\n"...)
-				} else {
-					out = append([]byte(nil), buf[:n]...)
+	c.proxying = false
+	c.phase = phaseSending
+	c.t.SendStream(&relay{job: job, chunked: hd.chunked})
+	return true
+}
+
+// relay is the body of an upstream response sent by the transport's
+// SendStream goroutine: it owns the job and releases it in Close.
+type relay struct {
+	job     *proxy.Job
+	chunked bool
+	hdr     [20]byte
+}
+
+var errRelayRead = errors.New("relay: use WriteTo")
+
+// Read is not used: both transports call WriteTo.
+func (r *relay) Read([]byte) (int, error) { return 0, errRelayRead }
+
+// WriteTo sends the body to w. An error from the app midway is returned so
+// the transport closes the connection: a cut response must never look
+// whole (nginx closes too, and a chunked one lacks its last chunk).
+func (r *relay) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	job := r.job
+	if mem := job.RespBody.Mem(); len(mem) > 0 {
+		n, err := r.write(w, mem)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	if f, n := job.RespBody.File(); n > 0 {
+		if r.chunked {
+			if _, err := w.Write(r.chunkHeader(n)); err != nil {
+				return total, err
+			}
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return total, err
+		}
+		k, err := io.Copy(w, io.LimitReader(f, n)) // sendfile on plain TCP
+		total += k
+		if err == nil && k < n {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return total, err
+		}
+		if r.chunked {
+			if _, err := w.Write([]byte("\r\n")); err != nil {
+				return total, err
+			}
+		}
+	}
+	if job.Streaming {
+		if stream := job.Response().BodyStream(); stream != nil {
+			// One write per piece the app sends, framed in place: room
+			// for the chunk header before and the CRLF after.
+			const pre = 18
+			buf := make([]byte, pre+32<<10+2)
+			for {
+				n, err := stream.Read(buf[pre : len(buf)-2])
+				if n > 0 {
+					out := buf[pre : pre+n]
+					if r.chunked {
+						h := r.chunkHeader(int64(n))
+						start := pre - len(h)
+						copy(buf[start:], h)
+						buf[pre+n], buf[pre+n+1] = '\r', '\n'
+						out = buf[start : pre+n+2]
+					}
+					if _, werr := w.Write(out); werr != nil {
+						return total, werr
+					}
+					total += int64(n)
 				}
-				if t.AsyncWrite(out) != nil {
-					ok = false
+				if err == io.EOF {
 					break
 				}
+				if err != nil {
+					return total, err
+				}
 			}
-			if err != nil {
-				ok = err == io.EOF
-				break
-			}
 		}
-		if ok && chunked {
-			ok = t.AsyncWrite([]byte("0\r\n\r\n")) == nil
+	}
+	if r.chunked {
+		if _, err := w.Write([]byte("0\r\n\r\n")); err != nil {
+			return total, err
 		}
-		_ = resp.CloseBodyStream()
-		call.streamOK = ok
-		if call.state.CompareAndSwap(callRunning, callDone) {
-			t.WakeAfter(0)
-			return
+	}
+	return total, nil
+}
+
+// write sends b, as one chunk when chunked.
+func (r *relay) write(w io.Writer, b []byte) (int64, error) {
+	if r.chunked {
+		if _, err := w.Write(r.chunkHeader(int64(len(b)))); err != nil {
+			return 0, err
 		}
-		proxy.ReleaseJob(job)
-	}()
-	return true
+	}
+	n, err := w.Write(b)
+	if err == nil && r.chunked {
+		_, err = w.Write([]byte("\r\n"))
+	}
+	return int64(n), err
+}
+
+func (r *relay) chunkHeader(n int64) []byte {
+	b := strconv.AppendInt(r.hdr[:0], n, 16)
+	return append(b, "\r\n"...)
+}
+
+// Close releases the job (the upstream stream, the temporary file).
+func (r *relay) Close() error {
+	proxy.ReleaseJob(r.job)
+	return nil
 }

@@ -50,6 +50,7 @@ func (c *Conn) wantsUpgrade(loc *snapshot.Location) bool {
 func (c *Conn) dispatchTunnel() {
 	call := &c.call
 	call.tun = tunnelCall{on: true}
+	call.dispatched = true
 	c.phase = phaseUpstream
 	c.deadline.Store(0)
 	settings := call.loc.Proxy.Settings

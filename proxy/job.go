@@ -9,6 +9,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"edgeproxy/spool"
 	"edgeproxy/upstream"
 )
 
@@ -39,8 +40,14 @@ type Job struct {
 	// request had no body framing (then no Content-Length is sent).
 	// AcquireJob sets -1.
 	ContentLength int64
-	// Body is the whole request body (request buffering on).
+	// Body is a whole request body held in memory (set directly by
+	// callers that have one). The pipeline uses ReqBody instead.
 	Body []byte
+	// ReqBody is the request body as read from the client: in memory up to
+	// client_body_buffer_size, then in a temporary file. With
+	// proxy_request_buffering off it is Shared and still being written
+	// while Do sends it (ContentLength -1 then means chunked upstream).
+	ReqBody spool.Spool
 	// ClientIP is the client address for ip_hash and X-Forwarded-For; an
 	// invalid Addr for unix-socket clients.
 	ClientIP netip.Addr
@@ -55,6 +62,14 @@ type Job struct {
 	// Result holds $upstream_addr, $upstream_status,
 	// $upstream_response_time.
 	Result upstream.Result
+	// RespBody is the buffered upstream response body (proxy_buffering
+	// on): whole in memory (ResponseBody), or spilled to a temporary file.
+	RespBody spool.Spool
+	// Streaming reports that Do left the body (or, when RespBody filled up
+	// to proxy_max_temp_file_size, the rest of it) unread in
+	// Response().BodyStream(): the caller relays it, then calls
+	// Response().CloseBodyStream().
+	Streaming bool
 
 	hbuf   []byte // client header names and values
 	hdrs   []span // pairs: name, value
@@ -64,7 +79,17 @@ type Job struct {
 	num    []byte
 	req    *fasthttp.Request
 	resp   *fasthttp.Response
+	rdr    bodyReader
 }
+
+// bodyReader sends ReqBody upstream as a fasthttp body stream that
+// upstream.Group.Do may rewind for a retry (upstream.Rewinder).
+type bodyReader struct {
+	spool.Reader
+	size int
+}
+
+func (b *bodyReader) Size() int { return b.size }
 
 type span struct{ off, n int32 }
 
@@ -94,6 +119,10 @@ func (j *Job) Reset() {
 		j.Body = nil
 	}
 	j.Body = j.Body[:0]
+	j.ReqBody.Reset(0, "", 0)
+	j.RespBody.Reset(0, "", 0)
+	j.Streaming = false
+	j.rdr = bodyReader{}
 	j.ClientIP = netip.Addr{}
 	j.HashKey = j.HashKey[:0]
 	j.Status = 0
@@ -103,6 +132,7 @@ func (j *Job) Reset() {
 		j.req.Reset()
 	}
 	if j.resp != nil {
+		_ = j.resp.CloseBodyStream()
 		if cap(j.resp.Body()) > maxPooledBody {
 			j.resp = nil
 		} else {
@@ -171,13 +201,37 @@ func (j *Job) Response() *fasthttp.Response {
 	return j.resp
 }
 
-// ResponseBody returns the upstream response body after a successful Do,
+// ResponseBody returns the upstream response body after a successful Do
+// when it is whole in memory (not Streaming, not RespBody.Spilled()),
 // valid until ReleaseJob. It is not copied.
-func (j *Job) ResponseBody() []byte {
-	if j.resp == nil {
+func (j *Job) ResponseBody() []byte { return j.RespBody.Mem() }
+
+// readBody reads the rest of the upstream body into RespBody, memory first
+// and then the temporary file, as ngx_http_upstream_process_upstream does
+// with proxy_buffering on. When the file limit is reached the rest stays in
+// the stream and Streaming is set. An error means the upstream connection
+// failed or closed before the end of the body: nothing has been sent to
+// the client yet, so it becomes a 502. Called on the worker goroutine.
+func (j *Job) readBody(b *Buffering) error {
+	resp := j.resp
+	j.RespBody.Reset(b.Mem, b.TempPath, b.MaxTempFile)
+	stream := resp.BodyStream()
+	if stream == nil {
 		return nil
 	}
-	return j.resp.Body()
+	_, err := j.RespBody.Fill(stream, int64(j.Head.ContentLength))
+	if err == spool.ErrFull {
+		j.Streaming = true
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if j.Head.ContentLength < 0 {
+		// De-chunked or read until close: now the length is known.
+		j.Head.ContentLength = int(j.RespBody.Len())
+	}
+	return resp.CloseBodyStream()
 }
 
 // BuildRequest fills req with the upstream request for job, as
@@ -239,7 +293,18 @@ func (s *Settings) BuildRequest(req *fasthttp.Request, job *Job) {
 			req.Header.AddBytesKV(name, job.hbuf[v.off:v.off+v.n])
 		}
 	}
-	if s.passReqBody && len(job.Body) > 0 {
+	if !s.passReqBody {
+		return
+	}
+	switch rb := &job.ReqBody; {
+	case rb.Spilled() || rb.IsShared():
+		// Not (or not yet) whole in memory: sent from the spool, which a
+		// retry can rewind (upstream.Rewinder).
+		job.rdr = bodyReader{Reader: *rb.NewReader(), size: int(job.ContentLength)}
+		req.SetBodyStream(&job.rdr, job.rdr.size)
+	case rb.Len() > 0:
+		req.SetBodyRaw(rb.Mem())
+	case len(job.Body) > 0:
 		req.SetBodyRaw(job.Body)
 	}
 }
@@ -275,6 +340,9 @@ func Do(ctx context.Context, s *Settings, job *Job) error {
 	req, resp := job.Request(), job.Response()
 	s.BuildRequest(req, job)
 	resp.Header.SetNoDefaultContentType(true)
+	// Do returns after the response head; the body is ours to buffer or
+	// relay (below).
+	resp.StreamBody = true
 	err := s.group.Do(ctx, req, resp, s.nu, job.HashKey, job.ClientIP, &job.Result)
 	if err != nil {
 		var ue *upstream.Error
@@ -291,5 +359,35 @@ func Do(ctx context.Context, s *Settings, job *Job) error {
 	}
 	s.ComposeResponse(resp, &job.Head)
 	job.Status = job.Head.Status
+	if !s.Buffered(job.Head.AccelBuffering) {
+		job.Streaming = true
+		return nil
+	}
+	if err := job.readBody(&s.buffering); err != nil {
+		_ = resp.CloseBodyStream()
+		job.Status = fasthttp.StatusBadGateway
+		job.Result.Status = fasthttp.StatusBadGateway
+		if n := len(job.Result.Attempts); n > 0 {
+			job.Result.Attempts[n-1].Status = fasthttp.StatusBadGateway
+		}
+		return &upstream.Error{Status: fasthttp.StatusBadGateway, Err: err}
+	}
 	return nil
+}
+
+// Buffered reports whether a response with this X-Accel-Buffering value
+// (nil when absent) is buffered: proxy_buffering, overridden by the app's
+// "yes" or "no" unless proxy_ignore_headers lists X-Accel-Buffering
+// (ngx_http_upstream_process_buffering).
+func (s *Settings) Buffered(accel []byte) bool {
+	on := !s.buffering.Off
+	if !s.buffering.IgnoreAccel && len(accel) > 0 {
+		switch {
+		case eqFold(accel, []byte("yes")):
+			on = true
+		case eqFold(accel, []byte("no")):
+			on = false
+		}
+	}
+	return on
 }

@@ -89,7 +89,43 @@ type Config struct {
 	// Timeouts are only used by ImplicitGroup: upstream.Group binds its
 	// timeouts per group (GroupSpec), not per location as nginx does.
 	Timeouts
+	// Buffering is proxy_buffering, proxy_buffers, proxy_temp_path,
+	// proxy_max_temp_file_size and proxy_ignore_headers X-Accel-Buffering.
+	Buffering Buffering
 }
+
+// Buffering says how Do reads the upstream response body. The zero value
+// is nginx's default: buffered, DefaultBufferMem in memory, then a
+// temporary file in os.TempDir() of up to DefaultMaxTempFile bytes, and
+// X-Accel-Buffering from the app honoured.
+type Buffering struct {
+	// Off is `proxy_buffering off`: Do returns after the response head and
+	// the body is relayed as it arrives (Job.Streaming).
+	Off bool
+	// IgnoreAccel is `proxy_ignore_headers X-Accel-Buffering`.
+	IgnoreAccel bool
+	// Mem is how much of a body is kept in memory before spilling to the
+	// temporary file; 0 means DefaultBufferMem.
+	Mem int
+	// TempPath is proxy_temp_path's directory; "" means os.TempDir().
+	TempPath string
+	// MaxTempFile is proxy_max_temp_file_size; 0 means DefaultMaxTempFile.
+	// NoTempFile is `proxy_max_temp_file_size 0`: what does not fit in
+	// memory is relayed at the client's pace, holding the app's
+	// connection (nginx's behaviour too).
+	MaxTempFile int64
+	NoTempFile  bool
+}
+
+// DefaultBufferMem is the memory kept per buffered response before
+// spilling: nginx's 8 proxy_buffers of one page would spill every response
+// over 32 KiB, since edgeproxy reads the whole body before sending it
+// (nginx sends while it reads), so the floor is higher. A larger
+// proxy_buffers total wins.
+const DefaultBufferMem = 1 << 20
+
+// DefaultMaxTempFile is nginx's proxy_max_temp_file_size default, 1024m.
+const DefaultMaxTempFile = 1 << 30
 
 // hdrSource tells where the value of an upstream request header comes from.
 type hdrSource uint8
@@ -140,6 +176,7 @@ type Settings struct {
 	passDate        bool
 	redirects       []redirectRule
 	interceptErrors bool
+	buffering       Buffering
 }
 
 // ngx_http_proxy_hide_headers.
@@ -165,6 +202,16 @@ func NewSettings(c Config) (*Settings, error) {
 		passReqHeaders:  !c.NoPassRequestHeaders,
 		passReqBody:     !c.NoPassRequestBody,
 		interceptErrors: c.InterceptErrors,
+		buffering:       c.Buffering,
+	}
+	if s.buffering.Mem < DefaultBufferMem {
+		s.buffering.Mem = DefaultBufferMem
+	}
+	if s.buffering.MaxTempFile <= 0 {
+		s.buffering.MaxTempFile = DefaultMaxTempFile
+	}
+	if s.buffering.NoTempFile {
+		s.buffering.MaxTempFile = 0
 	}
 	if c.HTTP11 {
 		s.protocol = "HTTP/1.1"
@@ -369,3 +416,6 @@ func ImplicitGroupSpec(p Pass, t Timeouts) (upstream.GroupSpec, error) {
 	}
 	return spec, nil
 }
+
+// HTTP11 reports `proxy_http_version 1.1`.
+func (s *Settings) HTTP11() bool { return s.protocol == "HTTP/1.1" }

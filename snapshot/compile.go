@@ -171,6 +171,8 @@ func defaults() *Location {
 		ClientBodyTimeout: 60 * time.Second,
 		SendTimeout:       60 * time.Second,
 		ClientMaxBodySize: 1 << 20,
+		ClientBodyBuffer:  16 << 10, // nginx: two pages
+		ProxyConf:         ProxyConf{MaxTempFile: -1},
 		Limits:            Limits{ReqStatus: 503, ConnStatus: 503, ReqLogLevel: LevelError},
 		Gzip:              defaultGzip(),
 		TLS:               defaultTLS(),
@@ -429,7 +431,13 @@ func (c *compiler) applyCommon(ds []*config.Directive, loc *Location, hl *Header
 		case "client_max_body_size":
 			loc.ClientMaxBodySize, err = size(d, d.Args[0])
 		case "client_body_buffer_size":
-			_, err = size(d, d.Args[0]) // bodies are discarded until the proxy issue
+			var n int64
+			n, err = size(d, d.Args[0])
+			loc.ClientBodyBuffer = int(n)
+		case "client_body_temp_path":
+			// Levels (the other arguments) only shape nginx's directory
+			// tree; edgeproxy's temporary files are unlinked at creation.
+			loc.ClientBodyTemp = c.path(d.Args[0])
 		case "client_header_timeout":
 			hl.ClientHeaderTimeout, err = dur(d, d.Args[0])
 		case "client_header_buffer_size":

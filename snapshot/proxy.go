@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"edgeproxy/cachestore"
 	"edgeproxy/config"
 	"edgeproxy/proxy"
 	"edgeproxy/upstream"
@@ -25,6 +26,10 @@ type ProxyConf struct {
 	NoReqHdrs   bool
 	NoReqBody   bool
 	NoBuffering bool // proxy_buffering off: relay the body as it arrives
+	NoReqBuffer bool // proxy_request_buffering off: stream the body to the app
+	BufferMem   int  // proxy_buffers number*size
+	TempPath    string
+	MaxTempFile int64 // proxy_max_temp_file_size; -1 = unset
 }
 
 // Proxy is the compiled proxy_pass of a location.
@@ -249,13 +254,32 @@ func (c *compiler) proxyDirective(d *config.Directive, loc *Location, firsts map
 		n, err = size(d, d.Args[0])
 		p.Timeouts.BufferSize = int(n)
 	case "proxy_buffers":
-		c.note(d, `"proxy_buffers": responses are buffered whole in memory (see README)`)
+		// ngx_conf_set_bufs_slot: "8 4k".
+		var num int
+		num, err = strconv.Atoi(d.Args[0])
+		if err != nil || num <= 0 {
+			return errAt(d, "invalid value \"%s\"", d.Args[0])
+		}
+		var n int64
+		if n, err = size(d, d.Args[1]); err == nil {
+			if n <= 0 {
+				return errAt(d, "invalid value \"%s\"", d.Args[1])
+			}
+			p.BufferMem = num * int(n)
+		}
 	case "proxy_buffering":
 		p.NoBuffering = d.Args[0] == "off"
 	case "proxy_request_buffering":
-		if d.Args[0] != "on" {
-			return errAt(d, `"%s off" (streaming) is not supported by edgeproxy yet`, d.Name)
-		}
+		p.NoReqBuffer = d.Args[0] == "off"
+	case "proxy_max_temp_file_size":
+		p.MaxTempFile, err = size(d, d.Args[0])
+	case "proxy_temp_file_write_size", "proxy_busy_buffers_size":
+		// Sizes of nginx's write and busy-buffer chunks: edgeproxy writes
+		// the temporary file as the app's bytes arrive and sends with
+		// sendfile, so they change nothing; the value is still checked.
+		_, err = size(d, d.Args[0])
+	case "proxy_temp_path":
+		p.TempPath = c.path(d.Args[0])
 	case "proxy_pass_request_headers":
 		p.NoReqHdrs = d.Args[0] == "off"
 	case "proxy_pass_request_body":
@@ -342,6 +366,11 @@ func (c *compiler) bindProxy(loc *Location) error {
 		HTTP11: p.HTTP11, HideHeaders: p.Hide, PassHeaders: p.Pass,
 		NoPassRequestHeaders: p.NoReqHdrs, NoPassRequestBody: p.NoReqBody,
 		Redirect: redirects, InterceptErrors: p.Intercept, Timeouts: p.Timeouts,
+		Buffering: proxy.Buffering{
+			Off: p.NoBuffering, IgnoreAccel: loc.Cache.Ignore&cachestore.IgnoreXAccelBuffering != 0,
+			Mem: p.BufferMem, TempPath: p.TempPath,
+			MaxTempFile: p.MaxTempFile, NoTempFile: p.MaxTempFile == 0,
+		},
 	}
 	for i, n := range p.SetNames {
 		cfg.SetHeaders = append(cfg.SetHeaders, proxy.SetHeader{Name: n, Empty: p.SetValues[i].Raw == ""})
@@ -352,13 +381,12 @@ func (c *compiler) bindProxy(loc *Location) error {
 			if err := pass.UpstreamPortError(); err != nil {
 				return errAt(d, "%s", err.Error())
 			}
-			key := groupKey{p.Timeouts, p.NoBuffering}
+			key := groupKey{p.Timeouts}
 			g, ok := ub.groups[key]
 			if !ok {
 				spec := ub.spec
 				spec.ConnectTimeout, spec.SendTimeout, spec.ReadTimeout = p.Timeouts.Connect, p.Timeouts.Send, p.Timeouts.Read
 				spec.BufferSize = p.Timeouts.BufferSize
-				spec.StreamResponseBody = p.NoBuffering
 				g, err = shared.group(spec)
 				if err != nil {
 					return errAt(ub.d, "%s", err.Error())
@@ -374,7 +402,6 @@ func (c *compiler) bindProxy(loc *Location) error {
 		if err != nil {
 			return errAt(d, "%s", err.Error())
 		}
-		spec.StreamResponseBody = p.NoBuffering
 		g, err := shared.group(spec)
 		if err != nil {
 			return errAt(d, "%s", err.Error())
@@ -393,6 +420,5 @@ func (c *compiler) bindProxy(loc *Location) error {
 // groupKey tells apart the groups built from one upstream block: nginx
 // binds timeouts and buffering per location, upstream.Group per group.
 type groupKey struct {
-	t      proxy.Timeouts
-	stream bool
+	t proxy.Timeouts
 }

@@ -161,7 +161,9 @@ type Location struct {
 	KeepaliveRequests int
 	ClientBodyTimeout time.Duration
 	SendTimeout       time.Duration
-	ClientMaxBodySize int64 // 0 = unlimited
+	ClientMaxBodySize int64  // 0 = unlimited
+	ClientBodyBuffer  int    // client_body_buffer_size: memory before the temporary file
+	ClientBodyTemp    string // client_body_temp_path; "" = os.TempDir()
 	Limits            Limits
 	defaultTypeB      []byte
 	Access            []AccessRule // allow/deny in order

@@ -288,13 +288,45 @@ func (c *tconn) Write(bufs [][]byte) {
 // session (no sendfile is possible under encryption).
 func (c *tconn) SendFile(f *os.File, off, n int64) {
 	defer f.Close()
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.pc.SendTimeout()))
-	_, err := io.Copy(c.tc, io.NewSectionReader(f, off, n))
-	if err != nil {
-		c.sendDone = 2
+	c.SendStream(io.NewSectionReader(f, off, n))
+}
+
+// SendStream implements pipeline.Transport: a blocking copy on the owner
+// goroutine, each write bounded by send_timeout; the client's input keeps
+// arriving on the reader goroutine meanwhile.
+func (c *tconn) SendStream(r io.Reader) {
+	defer func() {
+		if cl, ok := r.(io.Closer); ok {
+			cl.Close()
+		}
+	}()
+	if wt, ok := r.(io.WriterTo); ok {
+		if _, err := wt.WriteTo(deadlineWriter{c}); err != nil {
+			c.sendDone = 2
+			return
+		}
+		c.sendDone = 1
 		return
 	}
-	c.sendDone = 1
+	buf := make([]byte, 16<<10)
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			_ = c.nc.SetWriteDeadline(time.Now().Add(c.pc.SendTimeout()))
+			if _, err := c.tc.Write(buf[:n]); err != nil {
+				c.sendDone = 2
+				return
+			}
+		}
+		if rerr == io.EOF {
+			c.sendDone = 1
+			return
+		}
+		if rerr != nil {
+			c.sendDone = 2
+			return
+		}
+	}
 }
 
 // Tunnel implements pipeline.Transport for upgraded connections: the app's
@@ -360,4 +392,13 @@ func cipherName(id uint16) string {
 		return n
 	}
 	return tls.CipherSuiteName(id)
+}
+
+// deadlineWriter writes to the TLS session with send_timeout renewed
+// before every write (nginx's timeout between two successive writes).
+type deadlineWriter struct{ c *tconn }
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	_ = d.c.nc.SetWriteDeadline(time.Now().Add(d.c.pc.SendTimeout()))
+	return d.c.tc.Write(p)
 }

@@ -44,6 +44,7 @@ func (d *dialer) dial(string) (net.Conn, error) {
 	tc := &trackedConn{Conn: c, maxRequests: d.maxRequests}
 	if sc, ok := c.(syscall.Conn); ok {
 		tc.raw, _ = sc.SyscallConn()
+		tc.peek = newPeeker()
 	}
 	return tc, nil
 }
@@ -55,6 +56,7 @@ func (d *dialer) dial(string) (net.Conn, error) {
 type trackedConn struct {
 	net.Conn
 	raw         syscall.RawConn
+	peek        *peeker // made once per connection: no allocation per request
 	readSeen    bool
 	requests    int
 	maxRequests int
@@ -72,7 +74,7 @@ func (c *trackedConn) Write(b []byte) (int, error) {
 		if c.requests >= c.maxRequests {
 			return 0, errConnRetired
 		}
-		if c.requests > 0 && c.raw != nil && peerClosed(c.raw) {
+		if c.requests > 0 && c.raw != nil && c.peek.closed(c.raw) {
 			return 0, errStaleConn
 		}
 		c.requests++

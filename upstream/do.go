@@ -221,6 +221,15 @@ func (g *Group) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Re
 	}
 	nonIdempotent := isNonIdempotent(req.Header.Method())
 	bodyStream := req.IsBodyStream()
+	var rw Rewinder
+	if bodyStream {
+		// A body kept whole (in memory and a temporary file, as nginx
+		// keeps client_body_temp files) can be sent again on the next
+		// server; a one-shot stream cannot.
+		if rw, _ = req.BodyStream().(Rewinder); rw != nil {
+			bodyStream = false
+		}
+	}
 	deadline, hasDeadline := ctx.Deadline()
 	var t Tried
 	start := time.Now()
@@ -236,8 +245,12 @@ func (g *Group) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Re
 			res.Status = fasthttp.StatusBadGateway
 			return &Error{Status: fasthttp.StatusBadGateway, Err: err}
 		}
+		if rw != nil && len(res.Attempts) > 0 {
+			rw.Rewind()
+			req.SetBodyStream(rw, rw.Size())
+		}
 		attemptStart := time.Now()
-		err = p.do(req, resp, hasDeadline, deadline, bodyStream)
+		err = p.do(req, resp, hasDeadline, deadline, bodyStream, rw)
 		elapsed := time.Since(attemptStart)
 		if g.single {
 			tries = 0 // free_round_robin_peer: peers->single → pc->tries = 0
@@ -279,12 +292,26 @@ func (g *Group) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Re
 	}
 }
 
+// Rewinder is a request body stream (fasthttp.Request.SetBodyStream) that
+// can be sent again from its first byte, so a failed attempt may be
+// retried. It must not implement io.Closer (fasthttp closes those after
+// one send). Size is the bodySize to pass to SetBodyStream (-1: chunked).
+type Rewinder interface {
+	io.Reader
+	Rewind()
+	Size() int
+}
+
 // do runs one attempt on p, transparently repeating it on a fresh
 // connection when a pooled one turns out closed or retired before anything
 // was written (bounded: the pool cannot hold stale connections forever).
-func (p *Peer) do(req *fasthttp.Request, resp *fasthttp.Response, hasDeadline bool, deadline time.Time, bodyStream bool) error {
+func (p *Peer) do(req *fasthttp.Request, resp *fasthttp.Response, hasDeadline bool, deadline time.Time, bodyStream bool, rw Rewinder) error {
 	var err error
 	for i := 0; i < 8; i++ {
+		if i > 0 && rw != nil {
+			rw.Rewind()
+			req.SetBodyStream(rw, rw.Size())
+		}
 		resp.Header.SetNoDefaultContentType(true)
 		if hasDeadline {
 			err = p.client.DoDeadline(req, resp, deadline)

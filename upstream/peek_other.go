@@ -4,6 +4,10 @@ package upstream
 
 import "syscall"
 
-// peerClosed cannot peek portably here; stale connections surface as
-// request errors instead.
-func peerClosed(syscall.RawConn) bool { return false }
+// peeker cannot peek portably here; stale connections surface as request
+// errors instead.
+type peeker struct{}
+
+func newPeeker() *peeker { return &peeker{} }
+
+func (*peeker) closed(syscall.RawConn) bool { return false }
