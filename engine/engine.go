@@ -202,7 +202,7 @@ type gconn struct {
 	tun   net.Conn    // upgraded: the app connection spliced with this one
 	tunCh chan []byte // client bytes for the writer goroutine
 
-	sendR     io.Reader // a SendFile/SendStream waiting for the output to drain
+	sendR     io.Reader    // a SendFile/SendStream waiting for the output to drain
 	sendState atomic.Int32 // 0 idle, 1 running, 2 done ok, 3 done failed
 }
 

@@ -2,9 +2,9 @@ package pipeline
 
 import (
 	"bytes"
-	"errors"
 	"context"
 	"edgeproxy/cachestore"
+	"errors"
 	"io"
 	"strconv"
 	"strings"
