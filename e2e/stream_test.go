@@ -18,6 +18,9 @@ func startSSE(t *testing.T) string {
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
+		if a := r.URL.Query().Get("accel"); a != "" {
+			w.Header().Set("X-Accel-Buffering", a)
+		}
 		f := w.(http.Flusher)
 		for i := 1; i <= 3; i++ {
 			fmt.Fprintf(w, "data: %d\n\n", i)
@@ -49,9 +52,11 @@ http {
 }
 `
 
-// proxy_buffering off relays server-sent events as they come (the first
-// event arrives long before the app finishes), like nginx; the buffered
-// location delivers everything at the end.
+// proxy_buffering off (or X-Accel-Buffering: no from the app) relays
+// server-sent events as they come (the first event arrives long before the
+// app finishes), like nginx; the buffered location delivers everything at
+// the end. The app's "X-Accel-Buffering: yes" does not turn buffering back
+// on under proxy_buffering off, in nginx either.
 func TestStreamingDifferential(t *testing.T) {
 	app := startSSE(t)
 	ngx, edge := pair(t, strings.ReplaceAll(streamConf, "APP", app), t.TempDir())
@@ -59,7 +64,10 @@ func TestStreamingDifferential(t *testing.T) {
 		for _, tc := range []struct {
 			path     string
 			streamed bool
-		}{{"/events/x", true}, {"/buffered/x", false}} {
+		}{{"/events/x", true}, {"/buffered/x", false},
+			// The app's "X-Accel-Buffering: no" turns buffering off; its
+			// "yes" does not turn it on under proxy_buffering off.
+			{"/buffered/x?accel=no", true}, {"/events/x?accel=yes", true}} {
 			c, err := net.Dial("tcp", s.Addr)
 			if err != nil {
 				t.Fatal(err)

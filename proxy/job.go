@@ -376,18 +376,13 @@ func Do(ctx context.Context, s *Settings, job *Job) error {
 }
 
 // Buffered reports whether a response with this X-Accel-Buffering value
-// (nil when absent) is buffered: proxy_buffering, overridden by the app's
-// "yes" or "no" unless proxy_ignore_headers lists X-Accel-Buffering
-// (ngx_http_upstream_process_buffering).
+// (nil when absent) is buffered: proxy_buffering, turned off by the app's
+// "no" unless proxy_ignore_headers lists X-Accel-Buffering. The app's
+// "yes" does not turn buffering on under proxy_buffering off: nginx 1.22
+// keeps streaming then (checked by TestStreamingDifferential).
 func (s *Settings) Buffered(accel []byte) bool {
-	on := !s.buffering.Off
-	if !s.buffering.IgnoreAccel && len(accel) > 0 {
-		switch {
-		case eqFold(accel, []byte("yes")):
-			on = true
-		case eqFold(accel, []byte("no")):
-			on = false
-		}
+	if s.buffering.Off {
+		return false
 	}
-	return on
+	return s.buffering.IgnoreAccel || !eqFold(accel, []byte("no"))
 }
