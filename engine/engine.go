@@ -338,9 +338,6 @@ func (g *gconn) Tunnel(up net.Conn, early []byte) {
 	}()
 }
 
-// AsyncWrite implements pipeline.Transport: gnet queues it on the loop in
-// call order (and drops it for a closed connection).
-func (g *gconn) AsyncWrite(b []byte) error { return g.c.AsyncWrite(b, nil) }
 
 // WakeAfter implements pipeline.Transport: a timer wakes the loop, which
 // feeds the buffered input again (Wake ignores closed connections).

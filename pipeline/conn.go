@@ -49,10 +49,6 @@ type Transport interface {
 	// early, what the app already sent) and closes both when either side
 	// ends. The Conn is fed no more input.
 	Tunnel(up net.Conn, early []byte)
-	// AsyncWrite sends b after everything written before; ANY goroutine
-	// may call it (a worker relaying a streamed body). b is owned by the
-	// transport afterwards. An error means the client is gone.
-	AsyncWrite(b []byte) error
 }
 
 // phase is where the connection is in its request cycle.

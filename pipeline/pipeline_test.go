@@ -42,7 +42,6 @@ func (f *fakeTransport) SendStream(r io.Reader) {
 func (f *fakeTransport) Close()                           { f.closed = true }
 func (f *fakeTransport) WakeAfter(d time.Duration)        { f.wakes = append(f.wakes, d) }
 func (f *fakeTransport) Tunnel(up net.Conn, early []byte) { up.Close() }
-func (f *fakeTransport) AsyncWrite(b []byte) error        { f.out.Write(b); return nil }
 
 func compile(t testing.TB, conf string) *snapshot.Snapshot {
 	t.Helper()

@@ -297,7 +297,7 @@ func (s *Settings) BuildRequest(req *fasthttp.Request, job *Job) {
 		return
 	}
 	switch rb := &job.ReqBody; {
-	case rb.Spilled() || rb.IsShared():
+	case rb.IsShared() || rb.Spilled(): // shared first: Spilled is the writer's
 		// Not (or not yet) whole in memory: sent from the spool, which a
 		// retry can rewind (upstream.Rewinder).
 		job.rdr = bodyReader{Reader: *rb.NewReader(), size: int(job.ContentLength)}

@@ -343,14 +343,6 @@ func (c *tconn) Tunnel(up net.Conn, early []byte) {
 	}()
 }
 
-// AsyncWrite implements pipeline.Transport from a worker goroutine; the
-// owner writes nothing while a body is being relayed.
-func (c *tconn) AsyncWrite(b []byte) error {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(60 * time.Second))
-	_, err := c.tc.Write(b)
-	return err
-}
-
 // Close implements pipeline.Transport: output is already written.
 func (c *tconn) Close() { c.closing = true }
 
