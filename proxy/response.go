@@ -114,9 +114,10 @@ func (s *Settings) ComposeResponse(resp *fasthttp.Response, h *ResponseHead) {
 		case eqFold(k, strSetCookie), eqFold(k, strContentType), eqFold(k, strContentEncoding),
 			eqFold(k, strServer), eqFold(k, strContentLength):
 			continue // handled separately
-		case eqFold(k, strConnection), eqFold(k, strKeepAlive), eqFold(k, strTransferEncoding):
+		case eqFold(k, strConnection), eqFold(k, strKeepAlive), eqFold(k, strTransferEncoding), eqFold(k, strTrailer):
 			// ngx_http_upstream_ignore_header_line: the pipeline frames
-			// the response itself.
+			// the response itself. Trailers are not relayed (nginx drops
+			// them too), so announcing them would be a lie.
 			continue
 		}
 		s.captureAccel(h, k, v)
@@ -243,6 +244,7 @@ var (
 	strConnection       = []byte("Connection")
 	strKeepAlive        = []byte("Keep-Alive")
 	strTransferEncoding = []byte("Transfer-Encoding")
+	strTrailer          = []byte("Trailer")
 	strLocation         = []byte("Location")
 	strRefresh          = []byte("Refresh")
 	strURLEq            = []byte("url=")
