@@ -80,7 +80,11 @@ func (e *benchEnv) runScenario(sc scenario) (res scenarioResult) {
 	}
 	data := templateData{Port: port, Tmp: tmp, DocRoot: filepath.Join(tmp, "docroot")}
 	if sc.backend {
-		bp, bport, err := startBackend(tmp, e.o.nice)
+		start := startBackend
+		if sc.gunicorn {
+			start = startGunicorn
+		}
+		bp, bport, err := start(tmp, e.o.nice)
 		if err != nil {
 			res.skipped = "backend: " + err.Error()
 			return res

@@ -34,6 +34,7 @@ type scenario struct {
 	connections int              // wrk connections; 0 = -connections flag
 	throughput  bool             // also report MB/s
 	backend     bool             // start the loopback Go backend (-backend mode)
+	gunicorn    bool             // with backend: a Flask app under Gunicorn instead
 	anyStatus   bool             // non-2xx answers are the point (rejections)
 	gzip        bool             // wrk sends Accept-Encoding: gzip
 }
@@ -69,6 +70,7 @@ var scenarios = []scenario{
 	{name: "cachehit", desc: "proxy_cache hit of a 10 KiB response (seed cache block)", conf: "cache.conf", kind: loadWrk, path: "/10k", backend: true},
 	{name: "gzip10k", desc: "10 KiB text through the proxy, gzip_comp_level 6 (client sends Accept-Encoding: gzip)", conf: "gzip.conf", kind: loadWrk, path: "/10k", backend: true, gzip: true},
 	{name: "proxy10k", desc: "proxy_pass to a Go backend, 10 KiB body, upstream keepalive", conf: "proxy.conf", kind: loadWrk, path: "/10k", backend: true},
+	{name: "proxygunicorn", desc: "proxy_pass to a Flask app under Gunicorn (2 sync workers), 100 B body", conf: "proxy.conf", kind: loadWrk, path: "/100b", backend: true, gunicorn: true, connections: 16},
 }
 
 func scenarioNames() []string {

@@ -207,3 +207,50 @@ func startBackend(tmp string, nice int) (*proc, int, error) {
 		return nil, 0, fmt.Errorf("backend did not start within 10s")
 	}
 }
+
+// gunicornApp is the Flask app of the proxygunicorn scenario: the same
+// 100 B and 10 KiB bodies as the Go backend.
+const gunicornApp = `from flask import Flask, Response
+app = Flask(__name__)
+B100 = b"b" * 100
+B10K = b"k" * 10240
+
+@app.route("/10k")
+def k10():
+    return Response(B10K, mimetype="text/plain")
+
+@app.route("/", defaults={"p": ""})
+@app.route("/<path:p>")
+def b100(p):
+    return Response(B100, mimetype="text/plain")
+`
+
+// startGunicorn runs the Flask app under Gunicorn (2 sync workers, as a
+// small edge host would) on a free loopback port.
+func startGunicorn(tmp string, nice int) (*proc, int, error) {
+	bin, err := exec.LookPath("gunicorn")
+	if err != nil {
+		return nil, 0, fmt.Errorf("gunicorn not installed (make test installs it)")
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "benchapp.py"), []byte(gunicornApp), 0o644); err != nil {
+		return nil, 0, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, 0, err
+	}
+	logf, err := os.Create(filepath.Join(tmp, "gunicorn.out"))
+	if err != nil {
+		return nil, 0, err
+	}
+	defer logf.Close()
+	p, err := startProc("gunicorn", []string{bin, "-w", "2", "-b", fmt.Sprintf("127.0.0.1:%d", port), "--chdir", tmp, "benchapp:app"}, tmp, logf, logf, syscall.SIGKILL, nice)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := waitPort(port, p, 15*time.Second); err != nil {
+		p.stop(time.Second)
+		return nil, 0, err
+	}
+	return p, port, nil
+}

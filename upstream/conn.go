@@ -37,7 +37,11 @@ type dialer struct {
 }
 
 func (d *dialer) dial(string) (net.Conn, error) {
-	c, err := net.DialTimeout(d.network, d.address, d.timeout)
+	// No SO_KEEPALIVE on upstream sockets (Go's dialer turns it on by
+	// default, three setsockopt calls per connection): nginx's
+	// proxy_socket_keepalive is off by default too.
+	nd := net.Dialer{Timeout: d.timeout, KeepAlive: -1}
+	c, err := nd.Dial(d.network, d.address)
 	if err != nil {
 		return nil, &dialError{err: err}
 	}
