@@ -338,7 +338,6 @@ func (g *gconn) Tunnel(up net.Conn, early []byte) {
 	}()
 }
 
-
 // WakeAfter implements pipeline.Transport: a timer wakes the loop, which
 // feeds the buffered input again (Wake ignores closed connections).
 func (g *gconn) WakeAfter(d time.Duration) {
