@@ -45,6 +45,11 @@ fuzz:
 	$(GO) test ./http1 -run '^$$' -fuzz '^FuzzChunked$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./static -run '^$$' -fuzz '^FuzzParseRange$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./config -run '^$$' -fuzz '^FuzzLex$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./static -run '^$$' -fuzz '^FuzzParseHTTPTime$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./cachestore -run '^$$' -fuzz '^FuzzFreshness$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./limiter -run '^$$' -fuzz '^FuzzReqZone$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pipeline -run '^$$' -fuzz '^FuzzConn$$' -fuzztime $(FUZZTIME)
 
 bench: build
 	$(GO) run ./bench -edgeproxy $(BIN)
