@@ -7,7 +7,7 @@ CONF    ?=
 PKGS    := ./...
 APT_PKGS := nginx wrk gunicorn python3-flask
 
-.PHONY: build run test deps vet fuzz bench clean
+.PHONY: build run test deps vet fuzz soak bench clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/edgeproxy
@@ -50,6 +50,12 @@ fuzz:
 	$(GO) test ./cachestore -run '^$$' -fuzz '^FuzzFreshness$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./limiter -run '^$$' -fuzz '^FuzzReqZone$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pipeline -run '^$$' -fuzz '^FuzzConn$$' -fuzztime $(FUZZTIME)
+
+# soak runs the mixed-traffic soak test (faults, reloads, abandoned
+# clients) for SOAK (default 30m) against a normal (non-race) build.
+SOAK ?= 30m
+soak: deps
+	SOAK=$(SOAK) $(GO) test ./e2e -run '^TestSoak$$' -count=1 -v -timeout 0
 
 bench: build
 	$(GO) run ./bench -edgeproxy $(BIN)
