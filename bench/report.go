@@ -153,6 +153,11 @@ func renderTable(e *benchEnv, results []scenarioResult) string {
 			fmtRatio(median(s.roundRatios(mRPS))), fmtRatio(median(s.roundRatios(mP50))), fmtRatio(median(s.roundRatios(mP99))),
 			fmtPair(sideMedian(s.a, cpu), sideMedian(s.b, cpu), 2)+cpuUnit, fmtRatio(median(s.roundRatios(cpu))),
 			fmtPair(sideMedian(s.a, mRSS), sideMedian(s.b, mRSS), 1), fmtRatio(median(s.roundRatios(mRSS))), mb)
+		if ok > 0 && s.sc.attack != "" {
+			att := func(r runResult) float64 { return ratio(r.p99Us, r.quietP99) }
+			notes = append(notes, fmt.Sprintf("**%s** p99 under attack / p99 quiet (target ≤ 2): %s (e/n)", name,
+				fmtPair(sideMedian(s.a, att), sideMedian(s.b, att), 2)))
+		}
 		if ok > 0 {
 			notes = append(notes, fmt.Sprintf("**%s** per-round req/s ratios: %s; CPU ratios: %s; server CPU use %s %% of a core (e/n)", name,
 				fmtList(s.roundRatios(mRPS)), fmtList(s.roundRatios(cpu)), fmtPair(sideMedian(s.a, mShr), sideMedian(s.b, mShr), 0)))

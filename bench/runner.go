@@ -37,6 +37,8 @@ type runResult struct {
 	non2xx      int64
 	sockErrs    int64
 
+	quietP99 float64 // attack scenarios: p99 of the same load without the attack
+
 	// idle scenario
 	idleConns  int
 	baseRSSKB  uint64
@@ -180,6 +182,23 @@ func (e *benchEnv) runWrkLoad(sc scenario, side serverSide, tmp string, port int
 			return runResult{err: "warm-up: " + err.Error() + " " + raw}
 		}
 	}
+	var quietP99 float64
+	if sc.attack != "" {
+		// The same load without the attack first: the figure to compare.
+		q, raw, err := e.runWrk(url, conns, e.o.duration, lua, sc.wrkHeaders()...)
+		if err != nil {
+			rss.finish()
+			return runResult{err: "quiet run: " + err.Error() + " " + raw}
+		}
+		quietP99 = q.p99Us
+		n := 10000
+		if sc.attack == "slowread" {
+			n = 2000
+		}
+		at := startAttack(sc.attack, "127.0.0.1:"+strconv.Itoa(port), sc.attackPath, n)
+		defer at.finish()
+		time.Sleep(3 * time.Second) // let the attackers connect
+	}
 	before := readTreeUsage(p.pid())
 	t0 := time.Now()
 	w, raw, err := e.runWrk(url, conns, e.o.duration, lua, sc.wrkHeaders()...)
@@ -196,6 +215,7 @@ func (e *benchEnv) runWrkLoad(sc scenario, side serverSide, tmp string, port int
 		return runResult{err: fmt.Sprintf("server exited during the run (%v): %s", p.waitErr, tailFile(filepath.Join(tmp, "error.log"), 500))}
 	}
 	r := runResult{
+		quietP99:  quietP99,
 		requests:  w.requests,
 		rps:       w.rps,
 		p50Us:     w.p50Us,

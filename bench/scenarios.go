@@ -37,6 +37,8 @@ type scenario struct {
 	gunicorn    bool             // with backend: a Flask app under Gunicorn instead
 	anyStatus   bool             // non-2xx answers are the point (rejections)
 	gzip        bool             // wrk sends Accept-Encoding: gzip
+	attack      string           // "slowloris" / "slowread": hostile connections during the measured run
+	attackPath  string           // what the attackers request
 }
 
 // templateData is what a scenario template can use.
@@ -70,6 +72,9 @@ var scenarios = []scenario{
 	{name: "cachehit", desc: "proxy_cache hit of a 10 KiB response (seed cache block)", conf: "cache.conf", kind: loadWrk, path: "/10k", backend: true},
 	{name: "gzip10k", desc: "10 KiB text through the proxy, gzip_comp_level 6 (client sends Accept-Encoding: gzip)", conf: "gzip.conf", kind: loadWrk, path: "/10k", backend: true, gzip: true},
 	{name: "proxy10k", desc: "proxy_pass to a Go backend, 10 KiB body, upstream keepalive", conf: "proxy.conf", kind: loadWrk, path: "/10k", backend: true},
+	{name: "slowloris", desc: "return200 measured while 10,000 connections trickle request heads (1 byte/s each)", conf: "attack.conf", kind: loadWrk, path: "/", attack: "slowloris", attackPath: "/"},
+	{name: "slowread", desc: "return200 measured while 2,000 connections read a 1 MiB file at 1 byte/s", conf: "attack.conf", kind: loadWrk, path: "/", attack: "slowread", attackPath: "/1m.bin",
+		files: map[string]int64{"1m.bin": 1 << 20}},
 	{name: "proxygunicorn", desc: "proxy_pass to a Flask app under Gunicorn (2 sync workers), 100 B body", conf: "proxy.conf", kind: loadWrk, path: "/100b", backend: true, gunicorn: true, connections: 16},
 }
 
