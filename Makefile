@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/edgeproxy
 CONF    ?=
 PKGS    := ./...
-APT_PKGS := nginx wrk gunicorn python3-flask
+APT_PKGS := nginx wrk gunicorn python3-flask redis-server
 
 .PHONY: build run test deps vet fuzz soak bench clean
 
@@ -23,13 +23,15 @@ deps:
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	command -v gunicorn >/dev/null 2>&1 || missing="$$missing gunicorn"; \
 	python3 -c 'import flask' >/dev/null 2>&1 || missing="$$missing python3-flask"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PKGS) >/dev/null; \
 	fi
-	@# Debian starts nginx on port 80 after installing it; the tests run their own.
+	@# Debian starts nginx (port 80) and redis (6379) after installing them; the tests run their own.
 	@(systemctl stop nginx 2>/dev/null || service nginx stop 2>/dev/null || true) >/dev/null 2>&1
+	@(systemctl stop redis-server 2>/dev/null || service redis-server stop 2>/dev/null || true) >/dev/null 2>&1
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go'))" || (gofmt -l $$(git ls-files -co --exclude-standard '*.go'); exit 1)

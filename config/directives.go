@@ -207,7 +207,7 @@ var directives = []Spec{
 	{"limit_req_dry_run", Implemented, ctxHSL, Flag, true, noBody},
 	{"limit_req_log_level", Implemented, ctxHSL, Take1, true, noBody},
 	{"limit_req_status", Implemented, ctxHSL, Take1, true, noBody},
-	{"limit_req_zone", Implemented, CtxHTTP, Take3, false, noBody},
+	{"limit_req_zone", Implemented, CtxHTTP, Take3 | Take4 | Take5, false, noBody}, // 4-5: edgeproxy's redis= and sync= (fleet)
 	{"lingering_close", Accepted, ctxHSL, Take1, true, noBody},
 	{"lingering_time", Accepted, ctxHSL, Take1, true, noBody},
 	{"lingering_timeout", Accepted, ctxHSL, Take1, true, noBody},

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"math"
 	"sync"
+	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
@@ -66,6 +68,7 @@ type paddedReqShard struct {
 // rather than the wall clock. Tests therefore need no fake clock object: they
 // pass the times they want.
 type ReqZone struct {
+	obs    atomic.Pointer[observerBox] // fleet-wide sync, if any
 	name   string
 	rate   int64 // milli-requests per second (nginx ctx->rate)
 	shift  uint  // shard = hash >> shift
@@ -105,6 +108,78 @@ func newReqZone(name string, size, rate int64, shards int) *ReqZone {
 
 // Name returns the zone name given to NewReqZone.
 func (z *ReqZone) Name() string { return z.name }
+
+var monoStart = time.Now()
+
+// NowMillis is the monotonic clock in milliseconds that callers pass to the
+// zones as now (one process-wide base, so that the event loops and the
+// fleet sync agree).
+func NowMillis() int64 { return int64(time.Since(monoStart) / time.Millisecond) }
+
+// Observer learns of every request a zone accepts (passed or delayed), for
+// fleet-wide limits. Accepted is called on the request's goroutine (an
+// event loop) with the key borrowed for the call: it must not block nor
+// retain key.
+type Observer interface {
+	Accepted(key []byte)
+}
+
+type observerBox struct{ o Observer }
+
+// SetObserver sets (or with nil clears) the zone's observer. Any goroutine.
+func (z *ReqZone) SetObserver(o Observer) {
+	if o == nil {
+		z.obs.Store(nil)
+		return
+	}
+	z.obs.Store(&observerBox{o})
+}
+
+// Charge adds n requests accepted elsewhere (other nodes of a fleet) to
+// key's bucket at time now, as if they had been accepted here: the excess
+// leaks to now, then grows by n. A new key gets a node (or nothing, when
+// the zone is full of pinned nodes). Charge never rejects anything itself;
+// the next Decide sees the fuller bucket. Safe for concurrent use.
+func (z *ReqZone) Charge(key []byte, now, n int64) {
+	if n <= 0 || len(key) == 0 || len(key) > MaxReqKeyLen {
+		return
+	}
+	h := z.hash(key)
+	s := &z.shards[uint32(h>>z.shift)].reqShard
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	off, pos, found := s.t.find(key, h)
+	if !found {
+		removed := s.expire(z.rate, now, 1)
+		var ok bool
+		if off, ok = s.t.alloc(s.t.nodeWords(len(key))); !ok {
+			return
+		}
+		if removed != 0 {
+			pos = s.t.emptySlot(h)
+		}
+		s.t.link(off, key, h, pos)
+		a := s.t.arena[off : off+reqHdr : off+reqHdr]
+		a[wExcess], a[wLRU], a[wLast] = 0, 0, uint64(now)
+		s.pushHead(off)
+	} else {
+		s.touch(off)
+	}
+	a := s.t.arena[off : off+reqHdr : off+reqHdr]
+	ms := elapsed(now, int64(a[wLast]))
+	excess := leak(int64(a[wExcess]), z.rate, ms)
+	if excess < 0 {
+		excess = 0
+	}
+	excess += milli(n)
+	if excess < 0 { // saturated
+		excess = math.MaxInt64 / 2
+	}
+	a[wExcess] = uint64(excess)
+	if ms != 0 {
+		a[wLast] = uint64(now)
+	}
+}
 
 // Rate returns the rate in milli-requests per second.
 func (z *ReqZone) Rate() int64 { return z.rate }
@@ -537,6 +612,11 @@ func CheckReq(limits []ReqLimit, keys [][]byte, now int64, dryRun bool) ReqDecis
 		}
 		if d := l.Zone.DelayMs(e, l.Delay); d > maxDelay {
 			maxDelay, excess, zone = d, e, l.Zone
+		}
+	}
+	for i := range limits {
+		if b := limits[i].Zone.obs.Load(); b != nil && len(keys[i]) > 0 && len(keys[i]) <= MaxReqKeyLen {
+			b.o.Accepted(keys[i])
 		}
 	}
 	d := ReqDecision{Status: ReqPassed, Excess: excess, Zone: zone}

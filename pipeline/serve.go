@@ -529,11 +529,8 @@ func (c *Conn) limitRequests(loc *snapshot.Location) bool {
 	return false
 }
 
-var monoStart = time.Now()
-
-// monoMillis is a monotonic clock in milliseconds for the limiter, as
-// nginx's ngx_current_msec.
-func monoMillis() int64 { return int64(time.Since(monoStart) / time.Millisecond) }
+// monoMillis is the limiter's clock (shared with fleet sync).
+func monoMillis() int64 { return limiter.NowMillis() }
 
 // appendExcess writes limit_req's excess (milli-requests) as nginx: "20.000".
 func appendExcess(b []byte, e int64) []byte {

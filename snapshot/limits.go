@@ -2,8 +2,10 @@ package snapshot
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"edgeproxy/config"
 	"edgeproxy/limiter"
@@ -69,10 +71,22 @@ func (c *compiler) limitZones(ds []*config.Directive) error {
 	for _, d := range ds {
 		switch d.Name {
 		case "limit_req_zone":
-			var name, rate string
+			var name, rate, redisAddr string
 			var size int64
+			var interval time.Duration
 			for _, a := range d.Args[1:] {
 				switch {
+				case strings.HasPrefix(a, "redis="):
+					// edgeproxy extension: fleet-wide limits (package fleet).
+					redisAddr = a[6:]
+					if _, _, err := net.SplitHostPort(redisAddr); err != nil {
+						return errAt(d, "invalid redis address %q", a)
+					}
+				case strings.HasPrefix(a, "sync="):
+					var err error
+					if interval, err = config.ParseTime(a[5:]); err != nil || interval <= 0 {
+						return errAt(d, "invalid sync interval %q", a)
+					}
 				case strings.HasPrefix(a, "zone="):
 					var err error
 					if name, size, err = zoneSpec(d, a); err != nil {
@@ -98,7 +112,14 @@ func (c *compiler) limitZones(ds []*config.Directive) error {
 			if _, dup := c.reqZones[name]; dup {
 				return errAt(d, "duplicate zone %q", name)
 			}
-			c.reqZones[name] = &ReqZone{Zone: shared.reqZone(name, size, r), Key: key}
+			if interval != 0 && redisAddr == "" {
+				return errAt(d, "\"sync=\" needs \"redis=\"")
+			}
+			z := shared.reqZone(name, size, r)
+			if redisAddr != "" {
+				shared.fleet(z, redisAddr, interval)
+			}
+			c.reqZones[name] = &ReqZone{Zone: z, Key: key}
 		case "limit_conn_zone":
 			a := d.Args[1]
 			if !strings.HasPrefix(a, "zone=") {

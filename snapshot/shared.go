@@ -3,9 +3,11 @@ package snapshot
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"edgeproxy/accesslog"
 	"edgeproxy/cachestore"
+	"edgeproxy/fleet"
 	"edgeproxy/limiter"
 	"edgeproxy/proxy"
 	"edgeproxy/static"
@@ -28,6 +30,28 @@ type registry struct {
 	conn   map[string]*limiter.ConnZone
 	caches map[string]*cachestore.Zone
 	groups map[string]*upstream.Group
+	fleets map[*limiter.ReqZone]*fleet.Limiter
+}
+
+// fleet returns the Redis sync of zone (limit_req_zone ... redis=ADDR),
+// starting it on first use; a zone keeps its sync across reloads. A new
+// address replaces the old sync.
+func (r *registry) fleet(z *limiter.ReqZone, addr string, interval time.Duration) *fleet.Limiter {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fleets == nil {
+		r.fleets = map[*limiter.ReqZone]*fleet.Limiter{}
+	}
+	if f, ok := r.fleets[z]; ok {
+		if f.Addr() == addr {
+			return f
+		}
+		f.Stop()
+	}
+	f := fleet.New(z, addr, interval)
+	z.SetObserver(f)
+	r.fleets[z] = f
+	return f
 }
 
 func (r *registry) files() *static.Cache {

@@ -1,0 +1,209 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// redisServer runs a throwaway redis-server on a free loopback port.
+type redisServer struct {
+	addr string
+	cmd  *exec.Cmd
+}
+
+func startRedis(t *testing.T, port int) *redisServer {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server is not installed (make test installs it)")
+	}
+	if port == 0 {
+		port = freePort(t)
+	}
+	r := &redisServer{addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	r.cmd = exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", r.addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("redis-server did not start: %v", err)
+		}
+	}
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *redisServer) stop() {
+	if r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+	}
+}
+
+const fleetConf = `
+worker_processes 1;
+events { worker_connections 1024; }
+http {
+    limit_req_zone $binary_remote_addr zone=login:1m rate=5r/s redis=REDIS;
+    limit_req_zone $binary_remote_addr zone=local:1m rate=5r/s;
+    server {
+        listen 127.0.0.1:{{.Port}};
+        root {{.Dir}};
+        # (return would answer before limit_req runs, as in nginx)
+        location /fleet { limit_req zone=login burst=10 nodelay; }
+        location /local { limit_req zone=local burst=10 nodelay; }
+    }
+}
+`
+
+func fleetDocs(t *testing.T) string {
+	d := t.TempDir()
+	for _, f := range []string{"fleet", "local"} {
+		if err := writeFile(d+"/"+f, "ok"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
+// hammer sends requests to the nodes in turn, as fast as one client can,
+// for d, and returns how many were accepted (200), rejected (503) and
+// anything else, and the slowest answer.
+func hammer(t *testing.T, nodes []*server, path string, d time.Duration) (ok, rejected, other int, slowest time.Duration) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	end := time.Now().Add(d)
+	for i := 0; time.Now().Before(end); i++ {
+		t0 := time.Now()
+		status := 0
+		if resp, err := client.Get("http://" + nodes[i%len(nodes)].Addr + path); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			status = resp.StatusCode
+		}
+		if el := time.Since(t0); el > slowest {
+			slowest = el
+		}
+		switch status {
+		case 200:
+			ok++
+		case 503:
+			rejected++
+		default:
+			other++
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return
+}
+
+// Three edgeproxy nodes share one Redis: a 5 r/s, burst 10 zone holds
+// fleet-wide (within the documented tolerance) where the same zone without
+// redis= lets each node pass its own 5 r/s; with Redis stopped the nodes
+// keep limiting locally with no errors and no stall, and fleet-wide
+// limiting comes back when Redis does.
+func TestFleetRateLimit(t *testing.T) {
+	port := freePort(t)
+	rd := startRedis(t, port)
+	conf := strings.ReplaceAll(fleetConf, "REDIS", rd.addr)
+	docs := fleetDocs(t)
+	var nodes []*server
+	for i := 0; i < 3; i++ {
+		nodes = append(nodes, start(t, "edgeproxy", conf, docs))
+	}
+	const d = 3 * time.Second
+	// Without redis=: each node alone, (burst 10 + 1) + 5 r/s each.
+	localOK, _, other, _ := hammer(t, nodes, "/local", d)
+	// With redis=: the whole fleet shares one bucket.
+	fleetOK, fleetRej, other2, _ := hammer(t, nodes, "/fleet", d)
+	t.Logf("over %v at ~150 req/s across 3 nodes: local zone accepted %d, fleet zone accepted %d (rejected %d)", d, localOK, fleetOK, fleetRej)
+	if other+other2 != 0 {
+		t.Fatalf("unexpected statuses: %d, %d", other, other2)
+	}
+	// One bucket: 11 + 5×3 = 26; tolerance: every node may spend the
+	// burst before the first sync, plus the rate over one interval each.
+	if fleetOK > 3*11+5*3+6 {
+		t.Errorf("fleet zone accepted %d requests in %v; want at most ~%d (one 5 r/s burst 10 bucket, plus tolerance)", fleetOK, d, 3*11+5*3+6)
+	}
+	if localOK < 3*(11+5*3)-6 {
+		t.Errorf("local zone accepted only %d; each node should pass its own burst and rate", localOK)
+	}
+	if fleetOK >= localOK-20 {
+		t.Errorf("fleet limiting makes no difference: %d vs %d", fleetOK, localOK)
+	}
+
+	// Redis goes away: local limiting goes on, nothing stalls or fails.
+	rd.stop()
+	time.Sleep(3 * time.Second) // the buckets drain
+	downOK, _, other3, slowest := hammer(t, nodes, "/fleet", d)
+	t.Logf("Redis down: accepted %d, slowest answer %v", downOK, slowest)
+	if other3 != 0 {
+		t.Errorf("%d requests failed while Redis was down", other3)
+	}
+	if slowest > 500*time.Millisecond {
+		t.Errorf("a request took %v while Redis was down", slowest)
+	}
+	if downOK < 3*(11+5*3)-10 {
+		t.Errorf("with Redis down each node should limit locally; accepted %d", downOK)
+	}
+
+	// Redis comes back on the same address: fleet-wide limiting resumes.
+	startRedis(t, port)
+	time.Sleep(3 * time.Second) // reconnect, buckets drain
+	backOK, _, other4, _ := hammer(t, nodes, "/fleet", d)
+	t.Logf("Redis back: accepted %d", backOK)
+	if other4 != 0 || backOK > 3*11+5*3+6 {
+		t.Errorf("after Redis came back: accepted %d (other %d); want fleet-wide limiting again", backOK, other4)
+	}
+}
+
+// The fleet mode never makes a request wait: with Redis unreachable from
+// the start (nothing listens), requests are answered at once.
+func TestFleetRedisUnreachable(t *testing.T) {
+	conf := strings.ReplaceAll(fleetConf, "REDIS", deadAddr(t))
+	s := start(t, "edgeproxy", conf, fleetDocs(t))
+	client := &http.Client{Timeout: 5 * time.Second}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var worst time.Duration
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				t0 := time.Now()
+				status := 0
+				if resp, err := client.Get("http://" + s.Addr + "/fleet"); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					status = resp.StatusCode
+				}
+				el := time.Since(t0)
+				mu.Lock()
+				if el > worst {
+					worst = el
+				}
+				mu.Unlock()
+				if status != 200 && status != 503 {
+					t.Errorf("status %d", status)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if worst > 500*time.Millisecond {
+		t.Errorf("slowest answer %v with Redis unreachable", worst)
+	}
+}
