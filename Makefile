@@ -45,6 +45,7 @@ fuzz:
 	$(GO) test ./http1 -run '^$$' -fuzz '^FuzzChunked$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./static -run '^$$' -fuzz '^FuzzParseRange$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./tlsterm -run '^$$' -fuzz '^FuzzFormatDN$$' -fuzztime $(FUZZTIME)
 
 bench: build
 	$(GO) run ./bench -edgeproxy $(BIN)

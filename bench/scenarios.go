@@ -2,12 +2,21 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"embed"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/template"
+	"time"
 )
 
 //go:embed scenarios/*.conf
@@ -36,6 +45,8 @@ type scenario struct {
 	backend     bool             // start the loopback Go backend (-backend mode)
 	anyStatus   bool             // non-2xx answers are the point (rejections)
 	gzip        bool             // wrk sends Accept-Encoding: gzip
+	tls         string           // "ec" or "rsa": serve https with that certificate (cert.pem/key.pem)
+	newConn     bool             // a new connection per request (full handshakes over TLS)
 }
 
 // templateData is what a scenario template can use.
@@ -69,6 +80,15 @@ var scenarios = []scenario{
 	{name: "cachehit", desc: "proxy_cache hit of a 10 KiB response (seed cache block)", conf: "cache.conf", kind: loadWrk, path: "/10k", backend: true},
 	{name: "gzip10k", desc: "10 KiB text through the proxy, gzip_comp_level 6 (client sends Accept-Encoding: gzip)", conf: "gzip.conf", kind: loadWrk, path: "/10k", backend: true, gzip: true},
 	{name: "proxy10k", desc: "proxy_pass to a Go backend, 10 KiB body, upstream keepalive", conf: "proxy.conf", kind: loadWrk, path: "/10k", backend: true},
+
+	// TLS scenarios: return 200 over TLS 1.3.
+	{name: "tlsecdsa", desc: "full TLS 1.3 handshake per request, ECDSA P-256 certificate (Connection: close, resumption off)", conf: "tlsfull.conf", kind: loadWrk, path: "/",
+		tls: "ec", newConn: true},
+	{name: "tlsrsa", desc: "full TLS 1.3 handshake per request, RSA-2048 certificate (Connection: close, resumption off)", conf: "tlsfull.conf", kind: loadWrk, path: "/",
+		tls: "rsa", newConn: true},
+	{name: "tlsresume", desc: "resumed TLS 1.3 handshake (session ticket) per request, ECDSA (Connection: close; wrk offers its last session)", conf: "tls.conf", kind: loadWrk, path: "/",
+		tls: "ec", newConn: true},
+	{name: "tlskeepalive", desc: "return 200 over TLS 1.3 keep-alive connections (wrk)", conf: "tls.conf", kind: loadWrk, path: "/", tls: "ec"},
 }
 
 func scenarioNames() []string {
@@ -165,13 +185,65 @@ func prepareDir(sc scenario) (string, error) {
 	if err := os.WriteFile(filepath.Join(tmp, "done.lua"), []byte(doneLua), 0o644); err != nil {
 		return tmp, err
 	}
+	if sc.tls != "" {
+		if err := writeBenchCert(tmp, sc.tls == "rsa"); err != nil {
+			return tmp, err
+		}
+	}
 	return tmp, nil
 }
 
 // wrkHeaders are the extra request headers of a scenario.
 func (sc *scenario) wrkHeaders() []string {
+	var h []string
 	if sc.gzip {
-		return []string{"Accept-Encoding: gzip"}
+		h = append(h, "Accept-Encoding: gzip")
 	}
-	return nil
+	if sc.newConn {
+		// wrk reconnects after every response; it never resumes a TLS
+		// session, so each request costs a full handshake.
+		h = append(h, "Connection: close")
+	}
+	return h
+}
+
+// writeBenchCert writes a self-signed server certificate and its key as
+// cert.pem and key.pem in dir: ECDSA P-256 or RSA-2048.
+func writeBenchCert(dir string, rsaKey bool) error {
+	var priv, pub any
+	if rsaKey {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return err
+		}
+		priv, pub = k, &k.PublicKey
+	} else {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return err
+		}
+		priv, pub = k, &k.PublicKey
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "bench.test"},
+		DNSNames:     []string{"bench.test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
+	if err != nil {
+		return err
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	// nginx reads the key as root, before its worker drops privileges.
+	return os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
 }
