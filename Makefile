@@ -52,6 +52,7 @@ fuzz:
 	$(GO) test ./cachestore -run '^$$' -fuzz '^FuzzFreshness$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./limiter -run '^$$' -fuzz '^FuzzReqZone$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pipeline -run '^$$' -fuzz '^FuzzConn$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./tlsterm -run '^$$' -fuzz '^FuzzFormatDN$$' -fuzztime $(FUZZTIME)
 
 # soak runs the mixed-traffic soak test (faults, reloads, abandoned
 # clients) for SOAK (default 30m) against a normal (non-race) build.

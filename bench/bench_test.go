@@ -200,6 +200,13 @@ func TestScenarioTemplates(t *testing.T) {
 			// the one scenario that measures the access log itself
 			wants[2] = "access_log /tmp/x/access.log combined;"
 		}
+		if sc.tls != "" {
+			wants[3] = "listen 127.0.0.1:18080 ssl;"
+			wants = append(wants, "ssl_certificate /tmp/x/cert.pem;", "ssl_protocols TLSv1.2 TLSv1.3;")
+			if sc.newConn && sc.name != "tlsresume" && !strings.Contains(c, "ssl_session_tickets off;") {
+				t.Errorf("%s: full handshakes need resumption off (wrk resumes)", sc.name)
+			}
+		}
 		for _, want := range wants {
 			if !strings.Contains(c, want) {
 				t.Errorf("%s: missing %q", sc.name, want)

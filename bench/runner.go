@@ -174,10 +174,17 @@ func (e *benchEnv) runWrkLoad(sc scenario, side serverSide, tmp string, port int
 	if sc.connections > 0 {
 		conns = sc.connections
 	}
-	url := "http://127.0.0.1:" + strconv.Itoa(port) + sc.path
+	scheme := "http://"
+	if sc.tls != "" {
+		scheme = "https://"
+	}
+	url := scheme + "127.0.0.1:" + strconv.Itoa(port) + sc.path
 	lua := filepath.Join(tmp, "done.lua")
+	load := func(d time.Duration) (wrkResult, string, error) {
+		return e.runWrk(url, conns, d, lua, sc.wrkHeaders()...)
+	}
 	if e.o.warmup > 0 {
-		if _, raw, err := e.runWrk(url, conns, e.o.warmup, lua, sc.wrkHeaders()...); err != nil {
+		if _, raw, err := load(e.o.warmup); err != nil {
 			rss.finish()
 			return runResult{err: "warm-up: " + err.Error() + " " + raw}
 		}
@@ -201,7 +208,7 @@ func (e *benchEnv) runWrkLoad(sc scenario, side serverSide, tmp string, port int
 	}
 	before := readTreeUsage(p.pid())
 	t0 := time.Now()
-	w, raw, err := e.runWrk(url, conns, e.o.duration, lua, sc.wrkHeaders()...)
+	w, raw, err := load(e.o.duration)
 	wall := time.Since(t0)
 	after := readTreeUsage(p.pid())
 	peak := rss.finish()

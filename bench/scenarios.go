@@ -2,12 +2,21 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"embed"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/template"
+	"time"
 )
 
 //go:embed scenarios/*.conf
@@ -39,6 +48,8 @@ type scenario struct {
 	gzip        bool             // wrk sends Accept-Encoding: gzip
 	attack      string           // "slowloris" / "slowread": hostile connections during the measured run
 	attackPath  string           // what the attackers request
+	tls         string           // "ec" or "rsa": serve https with that certificate (cert.pem/key.pem)
+	newConn     bool             // a new connection per request (full handshakes over TLS)
 }
 
 // templateData is what a scenario template can use.
@@ -76,6 +87,15 @@ var scenarios = []scenario{
 	{name: "slowread", desc: "return200 measured while 2,000 connections read a 1 MiB file at 1 byte/s", conf: "attack.conf", kind: loadWrk, path: "/", attack: "slowread", attackPath: "/1m.bin",
 		files: map[string]int64{"1m.bin": 1 << 20}},
 	{name: "proxygunicorn", desc: "proxy_pass to a Flask app under Gunicorn (2 sync workers), 100 B body", conf: "proxy.conf", kind: loadWrk, path: "/100b", backend: true, gunicorn: true, connections: 16},
+
+	// TLS scenarios: return 200 over TLS 1.3.
+	{name: "tlsecdsa", desc: "full TLS 1.3 handshake per request, ECDSA P-256 certificate (Connection: close, resumption off)", conf: "tlsfull.conf", kind: loadWrk, path: "/",
+		tls: "ec", newConn: true},
+	{name: "tlsrsa", desc: "full TLS 1.3 handshake per request, RSA-2048 certificate (Connection: close, resumption off)", conf: "tlsfull.conf", kind: loadWrk, path: "/",
+		tls: "rsa", newConn: true},
+	{name: "tlsresume", desc: "resumed TLS 1.3 handshake (session ticket) per request, ECDSA (Connection: close; wrk offers its last session)", conf: "tls.conf", kind: loadWrk, path: "/",
+		tls: "ec", newConn: true},
+	{name: "tlskeepalive", desc: "return 200 over TLS 1.3 keep-alive connections (wrk)", conf: "tls.conf", kind: loadWrk, path: "/", tls: "ec"},
 }
 
 func scenarioNames() []string {
@@ -172,13 +192,65 @@ func prepareDir(sc scenario) (string, error) {
 	if err := os.WriteFile(filepath.Join(tmp, "done.lua"), []byte(doneLua), 0o644); err != nil {
 		return tmp, err
 	}
+	if sc.tls != "" {
+		if err := writeBenchCert(tmp, sc.tls == "rsa"); err != nil {
+			return tmp, err
+		}
+	}
 	return tmp, nil
 }
 
 // wrkHeaders are the extra request headers of a scenario.
 func (sc *scenario) wrkHeaders() []string {
+	var h []string
 	if sc.gzip {
-		return []string{"Accept-Encoding: gzip"}
+		h = append(h, "Accept-Encoding: gzip")
 	}
-	return nil
+	if sc.newConn {
+		// wrk reconnects after every response; it never resumes a TLS
+		// session, so each request costs a full handshake.
+		h = append(h, "Connection: close")
+	}
+	return h
+}
+
+// writeBenchCert writes a self-signed server certificate and its key as
+// cert.pem and key.pem in dir: ECDSA P-256 or RSA-2048.
+func writeBenchCert(dir string, rsaKey bool) error {
+	var priv, pub any
+	if rsaKey {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return err
+		}
+		priv, pub = k, &k.PublicKey
+	} else {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return err
+		}
+		priv, pub = k, &k.PublicKey
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "bench.test"},
+		DNSNames:     []string{"bench.test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
+	if err != nil {
+		return err
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	// nginx reads the key as root, before its worker drops privileges.
+	return os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
 }

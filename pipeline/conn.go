@@ -113,6 +113,8 @@ type Conn struct {
 	pendingBuf []byte
 
 	tlsProto, tlsCipher, tlsSNI string // $ssl_protocol, $ssl_cipher, $ssl_server_name
+	tlsReused                   bool   // $ssl_session_reused
+	clientCert                  *snapshot.ClientCert
 
 	call       upstreamCall
 	proxying   bool // call holds a job (collecting its body or in flight)
@@ -642,10 +644,17 @@ func (c *Conn) appendLocalTime(dst []byte, iso bool) []byte {
 }
 
 // SetTLS records the negotiated TLS parameters for $ssl_protocol,
-// $ssl_cipher and $ssl_server_name. Owner goroutine, before Feed.
-func (c *Conn) SetTLS(proto, cipher, sni string) {
-	c.tlsProto, c.tlsCipher, c.tlsSNI = proto, cipher, sni
+// $ssl_cipher, $ssl_server_name and $ssl_session_reused. Owner goroutine,
+// before Feed.
+func (c *Conn) SetTLS(proto, cipher, sni string, reused bool) {
+	c.tlsProto, c.tlsCipher, c.tlsSNI, c.tlsReused = proto, cipher, sni, reused
 }
+
+// SetClientCert records the client certificate and its verification
+// (ssl_verify_client): the $ssl_client_* variables, and the 400 answered
+// to every request when the server requires a valid certificate. Owner
+// goroutine, before Feed.
+func (c *Conn) SetClientCert(cc *snapshot.ClientCert) { c.clientCert = cc }
 
 // Source is the current snapshot, swapped atomically by a reload. A Conn
 // with a Source picks up a new snapshot when its next request starts, so a

@@ -298,8 +298,8 @@ func (c *Conn) finalize(status int) {
 		c.closeNext = true
 	}
 	wire := status
-	if status == 494 {
-		wire = 400
+	if status >= 494 && status <= 497 {
+		wire = 400 // nginx's internal codes are sent as 400 (err_status)
 	}
 	if status == 304 || status == 204 {
 		c.writeSimple(status, nil, nil, true)

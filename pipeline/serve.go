@@ -110,6 +110,9 @@ func (c *Conn) serve() {
 	if !c.w.req.KeepAlive() {
 		c.closeNext = true
 	}
+	if c.tls && srv.Root.TLS.Verify != snapshot.VerifyOff && !c.clientCertOK(srv) {
+		return
+	}
 	if c.w.req.Expect100() {
 		// nginx answers "100 Continue" as soon as it starts reading or
 		// discarding the body (ngx_http_test_expect), so the client sends
@@ -117,6 +120,32 @@ func (c *Conn) serve() {
 		c.w.out = append(c.w.out, "HTTP/1.1 100 Continue\r\n\r\n"...)
 	}
 	c.route()
+}
+
+// clientCertOK enforces ssl_verify_client of the server chosen by Host once
+// the request header is read, as ngx_http_process_request does: a failed
+// verification is "400 The SSL certificate error" (495) unless
+// optional_no_ca lets it through, no certificate with "on" is "400 No
+// required SSL certificate was sent" (496); error_page may catch both.
+func (c *Conn) clientCertOK(srv *snapshot.Server) bool {
+	cc := c.clientCert
+	mode := srv.Root.TLS.Verify
+	status := 0
+	switch {
+	case cc != nil && cc.Failed && !(mode == snapshot.VerifyOptionalNoCA && cc.OptionalErr):
+		status = 495
+	case mode == snapshot.VerifyOn && (cc == nil || !cc.Present):
+		status = 496
+	}
+	if status == 0 {
+		return true
+	}
+	x := &c.w.x
+	x.loc = srv.Root
+	// nginx drops keep-alive for these even when error_page answers.
+	c.closeNext = true
+	c.finalize(status)
+	return false
 }
 
 // selectServer picks the virtual server by Host among those on the listening

@@ -204,6 +204,18 @@ func (c *Conn) appendVar(dst []byte, s *snapshot.Seg) []byte {
 		return append(dst, c.tlsCipher...)
 	case snapshot.VarSSLServerName:
 		return append(dst, c.tlsSNI...)
+	case snapshot.VarSSLSessionReused:
+		if !c.tls {
+			return dst
+		}
+		if c.tlsReused {
+			return append(dst, 'r')
+		}
+		return append(dst, '.')
+	case snapshot.VarSSLClientVerify, snapshot.VarSSLClientSDN, snapshot.VarSSLClientIDN, snapshot.VarSSLClientSerial,
+		snapshot.VarSSLClientFingerprint, snapshot.VarSSLClientCert, snapshot.VarSSLClientRawCert,
+		snapshot.VarSSLClientEscapedCert, snapshot.VarSSLClientVStart, snapshot.VarSSLClientVEnd, snapshot.VarSSLClientVRemain:
+		return c.appendClientCertVar(dst, s.Var)
 	case snapshot.VarCapture:
 		n := s.CaptureN
 		if s.HostCap {
@@ -267,3 +279,51 @@ var (
 	hContentLength = []byte("content-length")
 	hContentType   = []byte("content-type")
 )
+
+// appendClientCertVar appends a $ssl_client_* variable: empty on plaintext
+// connections, "NONE" for $ssl_client_verify without a certificate.
+func (c *Conn) appendClientCertVar(dst []byte, v snapshot.VarID) []byte {
+	if !c.tls {
+		return dst
+	}
+	cc := c.clientCert
+	if cc == nil {
+		if v == snapshot.VarSSLClientVerify {
+			return append(dst, "NONE"...)
+		}
+		return dst
+	}
+	switch v {
+	case snapshot.VarSSLClientVerify:
+		return append(dst, cc.Verify...)
+	case snapshot.VarSSLClientSDN:
+		return append(dst, cc.SDN...)
+	case snapshot.VarSSLClientIDN:
+		return append(dst, cc.IDN...)
+	case snapshot.VarSSLClientSerial:
+		return append(dst, cc.Serial...)
+	case snapshot.VarSSLClientFingerprint:
+		return append(dst, cc.Fingerprint...)
+	case snapshot.VarSSLClientCert:
+		return append(dst, cc.Cert...)
+	case snapshot.VarSSLClientRawCert:
+		return append(dst, cc.RawPEM...)
+	case snapshot.VarSSLClientEscapedCert:
+		return append(dst, cc.EscapedPEM...)
+	case snapshot.VarSSLClientVStart:
+		return append(dst, cc.VStart...)
+	case snapshot.VarSSLClientVEnd:
+		return append(dst, cc.VEnd...)
+	case snapshot.VarSSLClientVRemain:
+		if !cc.Present {
+			return dst
+		}
+		// ngx_ssl_get_client_v_remain: whole days left, 0 once expired.
+		days := (cc.NotAfterSec - c.clock().Unix()) / 86400
+		if days < 0 {
+			days = 0
+		}
+		return strconv.AppendInt(dst, days, 10)
+	}
+	return dst
+}

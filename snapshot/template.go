@@ -66,6 +66,18 @@ const (
 	VarSSLProtocol
 	VarSSLCipher
 	VarSSLServerName
+	VarSSLClientVerify
+	VarSSLClientSDN
+	VarSSLClientIDN
+	VarSSLClientSerial
+	VarSSLClientFingerprint
+	VarSSLClientCert
+	VarSSLClientRawCert
+	VarSSLClientEscapedCert
+	VarSSLClientVStart
+	VarSSLClientVEnd
+	VarSSLClientVRemain
+	VarSSLSessionReused
 	VarUpstreamCacheStatus
 	VarMap // a `map` variable; CaptureN is its index in Snapshot.Maps
 	// VarUnmeasured stands for $upstream_connect_time and
@@ -169,6 +181,18 @@ var simpleVars = map[string]VarID{
 	"ssl_protocol":              VarSSLProtocol,
 	"ssl_cipher":                VarSSLCipher,
 	"ssl_server_name":           VarSSLServerName,
+	"ssl_client_verify":         VarSSLClientVerify,
+	"ssl_client_s_dn":           VarSSLClientSDN,
+	"ssl_client_i_dn":           VarSSLClientIDN,
+	"ssl_client_serial":         VarSSLClientSerial,
+	"ssl_client_fingerprint":    VarSSLClientFingerprint,
+	"ssl_client_cert":           VarSSLClientCert,
+	"ssl_client_raw_cert":       VarSSLClientRawCert,
+	"ssl_client_escaped_cert":   VarSSLClientEscapedCert,
+	"ssl_client_v_start":        VarSSLClientVStart,
+	"ssl_client_v_end":          VarSSLClientVEnd,
+	"ssl_client_v_remain":       VarSSLClientVRemain,
+	"ssl_session_reused":        VarSSLSessionReused,
 	"upstream_cache_status":     VarUpstreamCacheStatus,
 	"upstream_connect_time":     VarUnmeasured,
 	"upstream_header_time":      VarUnmeasured,

@@ -35,9 +35,10 @@ func New(snap *snapshot.Snapshot, src *pipeline.Source) *Server {
 	return &Server{snap: snap, src: src, conns: map[*tconn]struct{}{}}
 }
 
-// Config builds the tls.Config of a listener: certificates chosen by SNI
-// among the servers on the socket (the default server without SNI), and
-// among a server's pairs the first the client supports (ECDSA or RSA).
+// Config builds the tls.Config of a listener: SNI chooses the server among
+// those on the socket (the default server without SNI or for an unknown
+// name), and the server's own configuration (certificates, client
+// authentication, ticket keys) serves the handshake.
 func Config(l *snapshot.Listener, src *pipeline.Source) *tls.Config {
 	def := &l.Default.Root.TLS
 	cfg := &tls.Config{
@@ -48,43 +49,72 @@ func Config(l *snapshot.Listener, src *pipeline.Source) *tls.Config {
 		SessionTicketsDisabled: def.NoTickets,
 		NextProtos:             []string{"http/1.1"}, // no HTTP/2 yet
 	}
-	cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		l := l
-		if src != nil {
-			// Certificates are re-read on reload: use the current snapshot.
-			if cur := src.Load().Listener(l.Network, l.Addr); cur != nil {
-				l = cur
-			}
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		srv := serverFor(l, src, hello.ServerName)
+		tc := &srv.Root.TLS
+		if tc.Config == nil {
+			srv = currentListener(l, src).Default
+			tc = &srv.Root.TLS
 		}
-		def := &l.Default.Root.TLS
-		srv := l.Default
-		if hello.ServerName != "" {
-			if idx, _, ok := l.Names.Match([]byte(hello.ServerName), nil); ok {
-				srv = l.Servers[idx]
-			}
+		if tc.Staples != nil {
+			startStapling(tc, srv.Root.ErrorLog)
 		}
-		certs := srv.Root.TLS.Certs
-		if len(certs) == 0 {
-			certs = def.Certs
-		}
-		for i := range certs {
-			if hello.SupportsCertificate(&certs[i]) == nil {
-				return &certs[i], nil
-			}
-		}
-		if len(certs) > 0 {
-			return &certs[0], nil
-		}
-		return nil, errors.New("no certificate")
+		return tc.Config, nil
 	}
 	return cfg
 }
 
-// Start opens the listeners and serves them in the background.
+// tlsFor is the TLS settings of the server chosen by SNI; a server sharing
+// the socket without its own certificates uses the default server's.
+func tlsFor(l *snapshot.Listener, src *pipeline.Source, sni string) *snapshot.TLSConf {
+	srv := serverFor(l, src, sni)
+	if srv.Root.TLS.Config != nil {
+		return &srv.Root.TLS
+	}
+	return &currentListener(l, src).Default.Root.TLS
+}
+
+// currentListener is l in the current snapshot: certificates and settings
+// are re-read on reload.
+func currentListener(l *snapshot.Listener, src *pipeline.Source) *snapshot.Listener {
+	if src != nil {
+		if cur := src.Load().Listener(l.Network, l.Addr); cur != nil {
+			return cur
+		}
+	}
+	return l
+}
+
+// serverFor picks the server of a TLS connection by its SNI name
+// (ngx_http_ssl_servername), the default server without one.
+func serverFor(l *snapshot.Listener, src *pipeline.Source, sni string) *snapshot.Server {
+	l = currentListener(l, src)
+	if sni != "" {
+		if idx, _, ok := l.Names.Match([]byte(sni), nil); ok {
+			return l.Servers[idx]
+		}
+	}
+	return l.Default
+}
+
+// Start opens the listeners and serves them in the background. Stapling
+// starts at once, so that the first clients already get a staple, and
+// nginx's configuration warnings about stapling go to the error log.
 func (s *Server) Start() error {
+	warned := map[string]bool{}
 	for _, l := range s.snap.Listeners {
 		if !l.SSL {
 			continue
+		}
+		for _, srv := range l.Servers {
+			tc := &srv.Root.TLS
+			for _, w := range tc.Warnings {
+				if !warned[w] {
+					warned[w] = true
+					configWarning(srv.Root.ErrorLog, w)
+				}
+			}
+			startStapling(tc, srv.Root.ErrorLog)
 		}
 		network := "tcp4"
 		if l.Network == "tcp6" {
@@ -135,7 +165,7 @@ func (s *Server) accept(ln net.Listener, l *snapshot.Listener, cfg *tls.Config) 
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
 		}
-		c := &tconn{s: s, nc: nc, tc: tls.Server(nc, cfg), wake: make(chan struct{}, 1), data: make(chan []byte, 4)}
+		c := &tconn{s: s, nc: nc, tc: tls.Server(nc, cfg), wake: make(chan struct{}, 1), data: make(chan *[]byte, 4), done: make(chan struct{})}
 		s.mu.Lock()
 		if s.done {
 			s.mu.Unlock()
@@ -155,11 +185,21 @@ type tconn struct {
 	tc       *tls.Conn
 	pc       *pipeline.Conn
 	wake     chan struct{}
-	data     chan []byte
+	data     chan *[]byte
+	done     chan struct{} // closed when the owner returns
 	closing  bool
 	sendDone int // 0 none, 1 ok, 2 failed
 	tun      net.Conn
 }
+
+// wbufs are the coalescing buffers of Write, pooled so that idle
+// connections hold none.
+var wbufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// rbufs carry what the reader read to the owner, which gives them back
+// once copied: no allocation per read, and an idle connection holds only
+// its reader's own buffer.
+var rbufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 func addrPort(a net.Addr) netip.AddrPort {
 	if t, ok := a.(*net.TCPAddr); ok {
@@ -172,6 +212,7 @@ func addrPort(a net.Addr) netip.AddrPort {
 // goroutine delivers, wake-ups and timeouts to the pipeline.
 func (c *tconn) run(l *snapshot.Listener) {
 	defer func() {
+		close(c.done) // a reader blocked on a full c.data gives up
 		c.nc.Close()
 		c.s.mu.Lock()
 		delete(c.s.conns, c)
@@ -193,7 +234,10 @@ func (c *tconn) run(l *snapshot.Listener) {
 	if c.s.src != nil {
 		c.pc.SetSource(c.s.src)
 	}
-	c.pc.SetTLS(protoName(st.Version), cipherName(st.CipherSuite), st.ServerName)
+	c.pc.SetTLS(protoName(st.Version), cipherName(st.CipherSuite), st.ServerName, st.DidResume)
+	if tc := tlsFor(ln, c.s.src, st.ServerName); tc.Verify != snapshot.VerifyOff {
+		c.pc.SetClientCert(verifyClient(tc, st.PeerCertificates, time.Now()))
+	}
 	defer c.pc.Closed()
 	defer func() {
 		if c.tun != nil {
@@ -212,11 +256,12 @@ func (c *tconn) run(l *snapshot.Listener) {
 			timer.Reset(time.Hour)
 		}
 		select {
-		case b, ok := <-c.data:
+		case bp, ok := <-c.data:
 			if !ok {
 				return
 			}
-			pending = append(pending, b...)
+			pending = append(pending, *bp...)
+			rbufs.Put(bp)
 		case <-c.wake:
 		case <-timer.C:
 			if c.pc.Expired(time.Now().UnixNano()) {
@@ -252,16 +297,21 @@ func (c *tconn) run(l *snapshot.Listener) {
 	}
 }
 
-// reader reads from the TLS session and hands copies to the owner.
+// reader reads from the TLS session and hands copies (pooled buffers) to
+// the owner.
 func (c *tconn) reader() {
 	defer close(c.data)
-	buf := make([]byte, 16<<10)
+	buf := make([]byte, 16<<10) // one TLS record's plaintext at most
 	for {
 		n, err := c.tc.Read(buf)
 		if n > 0 {
-			b := make([]byte, n)
-			copy(b, buf[:n])
-			c.data <- b
+			bp := rbufs.Get().(*[]byte)
+			*bp = append((*bp)[:0], buf[:n]...)
+			select {
+			case c.data <- bp:
+			case <-c.done:
+				return
+			}
 		}
 		if err != nil {
 			return
@@ -276,6 +326,28 @@ func (c *tconn) Write(bufs [][]byte) {
 		return
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.pc.SendTimeout()))
+	if len(bufs) > 1 {
+		// One TLS record and one write(2) for a head and a small body,
+		// instead of one of each per piece.
+		total := 0
+		for _, b := range bufs {
+			total += len(b)
+		}
+		if total <= 16<<10 {
+			wp := wbufs.Get().(*[]byte)
+			w := (*wp)[:0]
+			for _, b := range bufs {
+				w = append(w, b...)
+			}
+			_, err := c.tc.Write(w)
+			*wp = w
+			wbufs.Put(wp)
+			if err != nil {
+				c.closing = true
+			}
+			return
+		}
+	}
 	for _, b := range bufs {
 		if _, err := c.tc.Write(b); err != nil {
 			c.closing = true
