@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -205,5 +206,26 @@ func TestFleetRedisUnreachable(t *testing.T) {
 	wg.Wait()
 	if worst > 500*time.Millisecond {
 		t.Errorf("slowest answer %v with Redis unreachable", worst)
+	}
+}
+
+// A TLS session ticket issued by one node resumes on another when both
+// share their ticket keys through Redis (ssl_session_ticket_key
+// redis:ADDR), and not between nodes that do not.
+func TestFleetTicketKeys(t *testing.T) {
+	rd := startRedis(t, 0)
+	docs := t.TempDir()
+	writeCert(t, docs, "ec", false, "example.com")
+	shared := "ssl_session_ticket_key redis:" + rd.addr + ";"
+	a := sessionServer(t, "edgeproxy", docs, shared)
+	b := sessionServer(t, "edgeproxy", docs, shared)
+	lone := sessionServer(t, "edgeproxy", docs, "")
+	for _, ver := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		if ok, body := resumes(t, a, b, ver); !ok || body != "reused=r" {
+			t.Errorf("TLS %x: a ticket from node A did not resume on node B (%v, %q)", ver, ok, body)
+		}
+		if ok, _ := resumes(t, a, lone, ver); ok {
+			t.Errorf("TLS %x: resumed on a node outside the fleet", ver)
+		}
 	}
 }

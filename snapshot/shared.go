@@ -31,6 +31,23 @@ type registry struct {
 	caches map[string]*cachestore.Zone
 	groups map[string]*upstream.Group
 	fleets map[*limiter.ReqZone]*fleet.Limiter
+	tkeys  map[string]*fleet.TicketKeys
+}
+
+// tickets returns the fleet's shared TLS ticket keys at the Redis addr,
+// started on first use and kept across reloads.
+func (r *registry) tickets(addr string) *fleet.TicketKeys {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tkeys == nil {
+		r.tkeys = map[string]*fleet.TicketKeys{}
+	}
+	tk, ok := r.tkeys[addr]
+	if !ok {
+		tk = fleet.NewTicketKeys(addr, 0)
+		r.tkeys[addr] = tk
+	}
+	return tk
 }
 
 // fleet returns the Redis sync of zone (limit_req_zone ... redis=ADDR),

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -45,6 +46,9 @@ type TLSConf struct {
 	// Go ticket keys derived from them (the first encrypts, all decrypt).
 	TicketKeyFiles []string
 	TicketKeys     [][32]byte
+	// TicketRedis is the Redis of `ssl_session_ticket_key redis:ADDR`:
+	// ticket keys shared and rotated by the fleet (package fleet).
+	TicketRedis string
 
 	// OCSP stapling: a DER file stapled as is, or a Staple per certificate
 	// (nil where stapling is off or impossible) kept fresh by the TLS
@@ -264,7 +268,15 @@ func (c *compiler) tlsDirective(d *config.Directive, t *TLSConf, firsts map[stri
 		t.SessionTimeout = v
 	case "ssl_session_ticket_key":
 		if first {
-			t.TicketKeyFiles = nil
+			t.TicketKeyFiles, t.TicketRedis = nil, ""
+		}
+		if addr, ok := strings.CutPrefix(d.Args[0], "redis:"); ok {
+			// edgeproxy extension: keys shared by the fleet through Redis.
+			if _, _, err := net.SplitHostPort(addr); err != nil {
+				return errAt(d, "invalid redis address %q", d.Args[0])
+			}
+			t.TicketRedis = addr
+			return nil
 		}
 		t.TicketKeyFiles = append(t.TicketKeyFiles, c.path(d.Args[0]))
 		if _, err := readTicketKey(t.TicketKeyFiles[len(t.TicketKeyFiles)-1]); err != nil {
@@ -619,6 +631,9 @@ func buildTLSConfig(t *TLSConf) *tls.Config {
 	}
 	if len(t.TicketKeys) > 0 {
 		cfg.SetSessionTicketKeys(t.TicketKeys)
+	}
+	if t.TicketRedis != "" && !t.NoTickets {
+		shared.tickets(t.TicketRedis).Register(cfg)
 	}
 	if !t.NoTickets {
 		// Tickets carry their issue time so that ssl_session_timeout
