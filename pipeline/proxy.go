@@ -159,7 +159,7 @@ func (c *Conn) dispatch() {
 	settings := call.loc.Proxy.Settings
 	job := call.job
 	t := c.t
-	go func() {
+	workers.run(func() {
 		cl := &call.cache
 		release, served := cacheBefore(cl)
 		var err error
@@ -180,7 +180,7 @@ func (c *Conn) dispatch() {
 		}
 		// The client went away (Closed): nobody else will release it.
 		proxy.ReleaseJob(job)
-	}()
+	})
 }
 
 // abandonCall is called when the connection closes with a call in flight.

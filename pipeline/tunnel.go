@@ -57,7 +57,7 @@ func (c *Conn) dispatchTunnel() {
 	job := call.job
 	t := c.t
 	timeouts := call.loc.ProxyConf.Timeouts
-	go func() {
+	workers.run(func() {
 		call.err = handshake(settings, job, &call.tun, timeouts)
 		if call.state.CompareAndSwap(callRunning, callDone) {
 			t.WakeAfter(0)
@@ -67,7 +67,7 @@ func (c *Conn) dispatchTunnel() {
 			call.tun.up.Close()
 		}
 		proxy.ReleaseJob(job)
-	}()
+	})
 }
 
 // handshake sends the upgrade request and reads the app's answer. Worker
