@@ -153,6 +153,10 @@ func renderTable(e *benchEnv, results []scenarioResult) string {
 			fmtRatio(median(s.roundRatios(mRPS))), fmtRatio(median(s.roundRatios(mP50))), fmtRatio(median(s.roundRatios(mP99))),
 			fmtPair(sideMedian(s.a, cpu), sideMedian(s.b, cpu), 2)+cpuUnit, fmtRatio(median(s.roundRatios(cpu))),
 			fmtPair(sideMedian(s.a, mRSS), sideMedian(s.b, mRSS), 1), fmtRatio(median(s.roundRatios(mRSS))), mb)
+		if s.sc.offConf != "" && ok > 0 {
+			notes = append(notes, fmt.Sprintf("**%s**: one server, on/off (%s): the raw columns are on / off, not %s / %s; cost = 1 − req/s ratio = %s %% of req/s, %s %% more CPU per request",
+				name, s.sc.desc, al, bl, fmtNum(100*(1-median(s.roundRatios(mRPS))), 1), fmtNum(100*(median(s.roundRatios(mCPU))-1), 1)))
+		}
 		if ok > 0 {
 			notes = append(notes, fmt.Sprintf("**%s** per-round req/s ratios: %s; CPU ratios: %s; server CPU use %s %% of a core (e/n)", name,
 				fmtList(s.roundRatios(mRPS)), fmtList(s.roundRatios(cpu)), fmtPair(sideMedian(s.a, mShr), sideMedian(s.b, mShr), 0)))

@@ -30,6 +30,8 @@ type upstreamCall struct {
 
 	streaming bool // the body is being relayed by the worker (proxy_buffering off)
 	streamOK  bool // the relay reached the end of the body
+
+	scrape *scrapeCall // a metrics scrape rendered off the loop (status.go), not an upstream call
 }
 
 const (
@@ -167,6 +169,10 @@ func (c *Conn) callReady() bool { return c.call.state.Load() == callDone }
 // finishProxy writes the upstream response, or the error page for a failed
 // exchange (502 for refused/reset/invalid, 504 for timeouts), as nginx does.
 func (c *Conn) finishProxy() {
+	if c.call.scrape != nil {
+		c.finishScrape()
+		return
+	}
 	call := &c.call
 	job := call.job
 	x := &c.w.x
