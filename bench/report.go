@@ -158,6 +158,10 @@ func renderTable(e *benchEnv, results []scenarioResult) string {
 			notes = append(notes, fmt.Sprintf("**%s** p99 under attack / p99 quiet (target ≤ 2): %s (e/n)", name,
 				fmtPair(sideMedian(s.a, att), sideMedian(s.b, att), 2)))
 		}
+		if s.sc.offConf != "" && ok > 0 {
+			notes = append(notes, fmt.Sprintf("**%s**: one server, on/off (%s): the raw columns are on / off, not %s / %s; cost = 1 − req/s ratio = %s %% of req/s, %s %% more CPU per request",
+				name, s.sc.desc, al, bl, fmtNum(100*(1-median(s.roundRatios(mRPS))), 1), fmtNum(100*(median(s.roundRatios(mCPU))-1), 1)))
+		}
 		if ok > 0 {
 			notes = append(notes, fmt.Sprintf("**%s** per-round req/s ratios: %s; CPU ratios: %s; server CPU use %s %% of a core (e/n)", name,
 				fmtList(s.roundRatios(mRPS)), fmtList(s.roundRatios(cpu)), fmtPair(sideMedian(s.a, mShr), sideMedian(s.b, mShr), 0)))

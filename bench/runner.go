@@ -103,9 +103,43 @@ func (e *benchEnv) runScenario(sc scenario) (res scenarioResult) {
 		res.skipped = err.Error()
 		return res
 	}
+	sides, dirs := [2]serverSide{e.a, e.b}, [2]string{tmp, tmp}
+	if sc.offConf != "" {
+		// One server, two configs: B gets its own prefix with offConf.
+		on, off := e.a, e.a
+		if sc.self == kindNginx {
+			on, off = e.b, e.b
+		}
+		on.label, off.label = on.label+"+on", off.label+"-off"
+		on.pidName, off.pidName = "on.pid", "off.pid"
+		sides = [2]serverSide{on, off}
+		tmpB, err := prepareDir(sc)
+		if tmpB != "" && !e.o.keep {
+			trackTempDir(tmpB, true)
+			defer func() {
+				killAll()
+				os.RemoveAll(tmpB)
+				trackTempDir(tmpB, false)
+			}()
+		}
+		if err != nil {
+			res.skipped = "setup: " + err.Error()
+			return res
+		}
+		data.Tmp, data.DocRoot = tmpB, filepath.Join(tmpB, "docroot")
+		confB, err := renderConf(sc.offConf, data)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(tmpB, "nginx.conf"), confB, 0o644)
+		}
+		if err != nil {
+			res.skipped = "template: " + err.Error()
+			return res
+		}
+		dirs[1] = tmpB
+	}
 	// Same bytes for both servers; check both accept them before measuring.
-	for _, s := range []serverSide{e.a, e.b} {
-		if err := s.configTest(tmp); err != nil {
+	for i, s := range sides {
+		if err := s.configTest(dirs[i]); err != nil {
 			res.skipped = err.Error()
 			return res
 		}
@@ -121,15 +155,12 @@ func (e *benchEnv) runScenario(sc scenario) (res scenarioResult) {
 		}
 		var pair [2]runResult
 		for _, i := range order {
-			side := e.a
-			if i == 1 {
-				side = e.b
-			}
+			side := sides[i]
 			var r runResult
 			if sc.kind == loadIdle {
-				r = e.runIdle(sc, side, tmp, port)
+				r = e.runIdle(sc, side, dirs[i], port)
 			} else {
-				r = e.runWrkLoad(sc, side, tmp, port)
+				r = e.runWrkLoad(sc, side, dirs[i], port)
 			}
 			pair[i] = r
 			e.logRun(round, side, sc, r)

@@ -50,6 +50,12 @@ type scenario struct {
 	attackPath  string           // what the attackers request
 	tls         string           // "ec" or "rsa": serve https with that certificate (cert.pem/key.pem)
 	newConn     bool             // a new connection per request (full handshakes over TLS)
+
+	// offConf turns the scenario into an on/off comparison of ONE server
+	// (self): A runs conf, B runs offConf, interleaved like A/B rounds, so
+	// the req/s ratio is what the feature costs (e.g. the access log).
+	offConf string
+	self    serverKind
 }
 
 // templateData is what a scenario template can use.
@@ -76,6 +82,11 @@ var scenarios = []scenario{
 		files: map[string]int64{"1k.bin": 1 << 10}, anyStatus: true},
 	{name: "limitpass", desc: "limit_req with a rate never reached: every request passes (1 KiB file)", conf: "limit.conf", kind: loadWrk, path: "/open",
 		files: map[string]int64{"1k.bin": 1 << 10}},
+	// On/off comparisons of one server: the access log's cost (target < 5 % req/s).
+	{name: "logcost", desc: "edgeproxy with vs without the combined access log (A = log on, B = log off)", conf: "log.conf", offConf: "return200.conf",
+		self: kindEdgeproxy, kind: loadWrk, path: "/"},
+	{name: "logcost-nginx", desc: "nginx with vs without the combined access log (A = log on, B = log off)", conf: "log.conf", offConf: "return200.conf",
+		self: kindNginx, kind: loadWrk, path: "/"},
 	{name: "idle10k", desc: "10,000 idle keep-alive connections (after one GET each)", conf: "idle10k.conf", kind: loadIdle, path: "/"},
 
 	// Proxy scenarios: a loopback Go backend, upstream keepalive on both sides.

@@ -47,6 +47,7 @@ type Zone struct {
 
 	entries, bytes atomic.Int64
 	ctr            [16]counterStripe
+	resp           [16]respStripe // responses by $upstream_cache_status (stats.go)
 
 	locks lockTable
 	uses  *UseCounter

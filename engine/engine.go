@@ -19,6 +19,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"edgeproxy/metrics"
 	"edgeproxy/pipeline"
 	"edgeproxy/snapshot"
 )
@@ -253,6 +254,7 @@ func (e *Engine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	if e.active.Add(1) > e.maxConns {
 		e.active.Add(-1)
+		metrics.ConnRefused(0) // accepted, not handled (stub_status)
 		return nil, gnet.Close
 	}
 	l := e.listenerFor(c)

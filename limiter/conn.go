@@ -2,6 +2,7 @@ package limiter
 
 import (
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
@@ -39,6 +40,8 @@ type ConnZone struct {
 	shift  uint
 	shards []paddedConnShard
 	hash   func([]byte) uint64
+
+	passed, rejected atomic.Uint64 // Acquire results, for metrics (see Stats)
 }
 
 // NewConnZone creates the zone of "limit_conn_zone KEY zone=name:size". See
@@ -121,15 +124,18 @@ func (z *ConnZone) Acquire(key []byte, limit int) (ok bool, token ConnToken) {
 		meta := &s.t.arena[off+1]
 		if int64(uint32(*meta)) >= int64(limit) {
 			s.mu.Unlock()
+			z.rejected.Add(1)
 			return false, ConnToken{}
 		}
 		*meta++
 		s.mu.Unlock()
+		z.passed.Add(1)
 		return true, ConnToken{z: z, shard: si, off: off, hash: h}
 	}
 	off, ok = s.t.alloc(s.t.nodeWords(len(key)))
 	if !ok {
 		s.mu.Unlock()
+		z.rejected.Add(1)
 		return false, ConnToken{}
 	}
 	s.t.link(off, key, h, pos)
@@ -137,6 +143,7 @@ func (z *ConnZone) Acquire(key []byte, limit int) (ok bool, token ConnToken) {
 	// which the configuration guarantees is at least 1.
 	s.t.arena[off+1]++
 	s.mu.Unlock()
+	z.passed.Add(1)
 	return true, ConnToken{z: z, shard: si, off: off, hash: h}
 }
 

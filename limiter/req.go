@@ -74,6 +74,7 @@ type ReqZone struct {
 	shift  uint  // shard = hash >> shift
 	shards []paddedReqShard
 	hash   func([]byte) uint64 // xxhash.Sum64; replaced by collision tests
+	stats  reqCounters         // decisions, for metrics (see Stats)
 }
 
 // NewReqZone creates the zone of "limit_req_zone KEY zone=name:size rate=R".
@@ -592,6 +593,7 @@ func CheckReq(limits []ReqLimit, keys [][]byte, now int64, dryRun bool) ReqDecis
 		if dryRun {
 			d.Status = ReqRejectedDryRun
 		}
+		d.Zone.stats.count(d.Status)
 		return d
 	}
 
@@ -628,6 +630,7 @@ func CheckReq(limits []ReqLimit, keys [][]byte, now int64, dryRun bool) ReqDecis
 			d.DelayMs = 0
 		}
 	}
+	zone.stats.count(d.Status)
 	return d
 }
 

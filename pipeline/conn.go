@@ -19,6 +19,7 @@ import (
 
 	"edgeproxy/http1"
 	"edgeproxy/limiter"
+	"edgeproxy/metrics"
 	"edgeproxy/proxy"
 	"edgeproxy/snapshot"
 )
@@ -123,6 +124,11 @@ type Conn struct {
 	keepalive   time.Duration // keepalive_timeout of the last request's location
 	sendTimeout time.Duration // send_timeout of the current request's location
 
+	// mshard and mstate place the connection in the stub_status and
+	// Prometheus connection counters (package metrics).
+	mshard int
+	mstate metrics.State
+
 	// deadline is the unix-nano time at which the connection times out in
 	// its current phase (0: none). Written on the owner goroutine, read by
 	// the transport's timer sweep from another goroutine.
@@ -135,7 +141,18 @@ var connIDs atomic.Uint64
 // local are the socket addresses (zero for unix sockets); isTLS selects
 // $scheme https.
 func NewConn(t Transport, snap *snapshot.Snapshot, ln *snapshot.Listener, remote, local netip.AddrPort, isTLS bool) *Conn {
+	c := NewConnCounted(t, snap, ln, remote, local, isTLS)
+	metrics.ConnOpened(c.mshard)
+	return c
+}
+
+// NewConnCounted is NewConn for a transport that already counted the
+// connection as accepted and active (metrics.ConnOpened) when it accepted
+// it: the TLS listener does, so a connection in its handshake is active, as
+// in nginx.
+func NewConnCounted(t Transport, snap *snapshot.Snapshot, ln *snapshot.Listener, remote, local netip.AddrPort, isTLS bool) *Conn {
 	c := &Conn{t: t, snap: snap, ln: ln, remote: remote, local: local, tls: isTLS, id: connIDs.Add(1)}
+	c.mshard = metrics.ShardOf(c.id)
 	c.sendTimeout = 60 * time.Second
 	c.setDeadline(ln.Default.HeaderLims.ClientHeaderTimeout)
 	return c
@@ -291,6 +308,8 @@ func (c *Conn) feed(data []byte) int {
 				c.closeNext = true
 			}
 			c.phase = phaseHead
+			c.setMState(metrics.Reading)
+			metrics.RequestStarted(c.mshard)
 			c.reqStart = c.clock()
 			c.pipelined = off > 0
 			c.setDeadline(c.ln.Default.HeaderLims.ClientHeaderTimeout)
@@ -321,6 +340,7 @@ func (c *Conn) readHead(data []byte) (int, bool) {
 	if err == http1.ErrNeedMore {
 		return 0, false
 	}
+	c.setMState(metrics.Writing)
 	c.requests++
 	if err != nil {
 		status := 400
@@ -503,7 +523,16 @@ func (c *Conn) afterResponse() {
 		return
 	}
 	c.phase = phaseIdle
+	c.setMState(metrics.Waiting)
 	c.setDeadline(c.keepalive)
+}
+
+// setMState moves the connection between stub_status's states.
+func (c *Conn) setMState(s metrics.State) {
+	if c.mstate != s && c.mstate != metrics.Gone {
+		metrics.Transition(c.mshard, c.mstate, s)
+		c.mstate = s
+	}
 }
 
 // flush writes the accumulated output.
@@ -547,6 +576,7 @@ func (c *Conn) writeBodyRaw(b []byte) {
 // Closed tells the Conn its connection is gone, so it releases what the
 // request in progress holds (limit_conn slots). Owner goroutine only.
 func (c *Conn) Closed() {
+	c.setMState(metrics.Gone)
 	c.releaseConnLimits()
 	c.abandonCall()
 	if c.w != nil {

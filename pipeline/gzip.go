@@ -14,10 +14,16 @@ import (
 // ngx_http_gzip_ok). vary reports that the response was eligible, so
 // "Vary: Accept-Encoding" is sent with gzip_vary on even when this client
 // gets it uncompressed; compress reports that this client gets gzip.
+//
+// It also decides brotli and zstd (edgeproxy extensions): compress then
+// means "some coding", left in x.enc for writeGzipped; with both off the
+// decision is nginx's gzip decision exactly.
 func (c *Conn) gzipCheck(status int, ctype []byte, clen int64, hasEncoding bool) (vary, compress bool) {
 	x := &c.w.x
-	g := &x.loc.Gzip
-	if !g.On || hasEncoding {
+	x.enc = encNone
+	loc := x.loc
+	g := &loc.Gzip
+	if !g.On && !loc.Brotli.On && !loc.Zstd.On || hasEncoding {
 		return false, false
 	}
 	if x.overrideStatus != 0 {
@@ -26,28 +32,40 @@ func (c *Conn) gzipCheck(status int, ctype []byte, clen int64, hasEncoding bool)
 	if status != 200 && status != 403 && status != 404 {
 		return false, false
 	}
-	if clen >= 0 && clen < g.MinLength {
-		return false, false
-	}
 	mt := ctype
 	if i := bytes.IndexByte(mt, ';'); i >= 0 {
 		mt = bytes.TrimRight(mt[:i], " ")
 	}
-	if !g.AnyType && !g.Types[string(lowerIfNeeded(mt, &x.lowerBuf))] {
-		return false, false
+	mt = lowerIfNeeded(mt, &x.lowerBuf)
+	gz := g.On && !(clen >= 0 && clen < g.MinLength) && (g.AnyType || g.Types[string(mt)])
+	br := loc.Brotli.Eligible(mt, clen)
+	zs := loc.Zstd.Eligible(mt, clen)
+	if !br && !zs {
+		if !gz {
+			return false, false
+		}
+		if c.gzipOK(g) {
+			x.enc = encGzip
+			return g.Vary, true
+		}
+		return g.Vary, false
 	}
-	return g.Vary, c.gzipOK(g)
+	x.enc = c.chooseEncoding(g, gz, br, zs)
+	return g.Vary, x.enc != encNone
 }
 
 // gzipOK checks the request side (ngx_http_gzip_ok): HTTP version,
 // Accept-Encoding, gzip_disable, and gzip_proxied for requests with Via.
 func (c *Conn) gzipOK(g *snapshot.Gzip) bool {
+	return acceptsGzip(c.w.req.Header(hAcceptEncoding)) && c.gzipReqOK(g)
+}
+
+// gzipReqOK is ngx_http_gzip_ok without the Accept-Encoding test: HTTP
+// version, gzip_disable and gzip_proxied, which brotli and zstd obey too.
+func (c *Conn) gzipReqOK(g *snapshot.Gzip) bool {
 	r := &c.w.req
 	major, minor := r.Proto()
 	if major == 1 && minor == 0 && !g.HTTP10 {
-		return false
-	}
-	if !acceptsGzip(r.Header(hAcceptEncoding)) {
 		return false
 	}
 	if ua := r.Header(hUserAgent); ua != nil {
@@ -175,7 +193,8 @@ func (c *Conn) gzipBody(body []byte, level int) []byte {
 	return sw.b
 }
 
-// writeGzipped writes h and body compressed: chunked for HTTP/1.1 (nginx
+// writeGzipped writes h and body compressed with x.enc (gzip, or brotli or
+// zstd): chunked for HTTP/1.1 (nginx
 // does not know the length in advance either), close-delimited for 1.0.
 func (c *Conn) writeGzipped(h *head, body []byte) {
 	x := &c.w.x
@@ -186,7 +205,7 @@ func (c *Conn) writeGzipped(h *head, body []byte) {
 		c.writeHead(h)
 		return
 	}
-	z := c.gzipBody(body, x.loc.Gzip.Level)
+	z := c.compressBody(body)
 	_, minor := c.w.req.Proto()
 	if minor == 0 {
 		c.closeNext = true
@@ -237,4 +256,40 @@ func lowerIfNeeded(b []byte, buf *[]byte) []byte {
 		}
 	}
 	return b
+}
+
+// gzipStatic is ngx_http_gzip_static_handler: for a GET or HEAD of FILE it
+// serves FILE.gz, when it exists, with Content-Encoding: gzip, the
+// Content-Type of FILE and the validators and length of FILE.gz (large
+// ones with sendfile, like any static file). It returns false when the
+// request goes on to the static handler (no .gz, or this client does not
+// take gzip). x.path holds FILE's path.
+func (c *Conn) gzipStatic(loc *snapshot.Location) bool {
+	x := &c.w.x
+	g := &loc.Gzip
+	ok := g.Static == snapshot.GzipStaticAlways || c.gzipOK(g)
+	if !ok && !g.Vary {
+		return false // nothing to learn from the file (no Vary to add)
+	}
+	x.prePath = append(append(x.prePath[:0], x.path...), ".gz"...)
+	f, err := c.snap.Files.Open(x.prePath)
+	if err != nil {
+		// nginx declines on ENOENT/ENOTDIR (and logs other errors before
+		// declining).
+		return false
+	}
+	if g.Static == snapshot.GzipStaticOn {
+		// The file exists: the response varies by Accept-Encoding whether
+		// or not this client gets it (r->gzip_vary = 1).
+		x.preVary = true
+		if !ok {
+			return false
+		}
+	}
+	if f.IsDir {
+		return false
+	}
+	x.preEnc = "gzip"
+	c.sendFile(f)
+	return true
 }

@@ -13,7 +13,18 @@ import (
 func (c *Conn) logRequest(deferred bool) {
 	x := &c.w.x
 	loc := x.loc
-	if loc == nil || loc.AccessOff || len(loc.AccessLogs) == 0 {
+	if loc == nil {
+		return
+	}
+	if loc.Stats != nil {
+		// Counted where nginx logs: once per request, for the location that
+		// produced the response, with $status and $request_time.
+		loc.Stats.Observe(c.mshard, x.status, c.clock().Sub(c.reqStart))
+	}
+	if x.cacheStatus != "" && c.call.cache.zone != nil {
+		c.call.cache.zone.CountResponse(c.call.cache.hash, x.cacheStatus)
+	}
+	if loc.AccessOff || len(loc.AccessLogs) == 0 {
 		return
 	}
 	for i := range loc.AccessLogs {

@@ -34,6 +34,8 @@ type upstreamCall struct {
 	// job.ReqBody, shared with the worker.
 	bodyStreaming bool
 	dispatched    bool // a worker owns job until state leaves callRunning
+
+	scrape *scrapeCall // a metrics scrape rendered off the loop (status.go), not an upstream call
 }
 
 // errClientGone ends a streamed request body when the client goes away.
@@ -220,6 +222,10 @@ func (c *Conn) callReady() bool { return c.call.state.Load() == callDone }
 // finishProxy writes the upstream response, or the error page for a failed
 // exchange (502 for refused/reset/invalid, 504 for timeouts), as nginx does.
 func (c *Conn) finishProxy() {
+	if c.call.scrape != nil {
+		c.finishScrape()
+		return
+	}
 	call := &c.call
 	job := call.job
 	x := &c.w.x

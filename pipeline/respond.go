@@ -133,7 +133,9 @@ func (c *Conn) writeHead(h *head) {
 			b = append(b, "\r\n"...)
 		}
 	}
-	if h.vary {
+	if h.vary || x.preVary && loc.Gzip.Vary {
+		// gzip_static found a .gz: every response to the request varies
+		// (r->gzip_vary in ngx_http_header_filter), even a 404.
 		b = append(b, "Vary: Accept-Encoding\r\n"...)
 	}
 	if h.gzip {
@@ -149,7 +151,9 @@ func (c *Conn) writeHead(h *head) {
 		c.appendAddHeaders(fs)
 	}
 	if h.gzip {
-		c.w.out = append(c.w.out, "Content-Encoding: gzip\r\n"...)
+		c.w.out = append(c.w.out, "Content-Encoding: "...)
+		c.w.out = append(c.w.out, encNames[x.enc]...)
+		c.w.out = append(c.w.out, "\r\n"...)
 	}
 	c.w.out = append(c.w.out, "\r\n"...)
 	x.headSent = int64(len(c.w.out) - headStart)
@@ -365,7 +369,14 @@ func (c *Conn) sendFile(f *static.File) {
 		ctype = x.accelType
 	}
 	x.hdrs = append(x.hdrs[:0], x.accelHdrs...)
-	gzVary, gz := c.gzipCheck(status, ctype, f.Size, false)
+	// A precompressed file already has its Content-Encoding: the gzip
+	// filter leaves it alone (ngx_http_gzip_header_filter checks
+	// content_encoding), so its ETag stays strong.
+	gzVary, gz := c.gzipCheck(status, ctype, f.Size, x.preEnc != "")
+	preVary := x.preVary && loc.Gzip.Vary
+	if preVary {
+		gzVary = true
+	}
 	if gz && f.Data == nil && f.Size > maxGzipFile {
 		gz = false // too big to compress in memory: sent as is
 	}
@@ -379,7 +390,9 @@ func (c *Conn) sendFile(f *static.File) {
 				x.hdrs = append(x.hdrs, "\r\n"...)
 			}
 			x.hdrs = loc.Expires.AppendHeaders(x.hdrs, c.clock(), f.ModTime)
-			h := head{status: 304, contentLength: -1, lastModified: f.LastModified}
+			// A 304 drops Content-Encoding (ngx_http_not_modified_header_filter)
+			// but keeps the Vary that gzip_static decided on.
+			h := head{status: 304, contentLength: -1, lastModified: f.LastModified, vary: preVary}
 			c.writeHead(&h)
 			return
 		case 412:
@@ -391,6 +404,11 @@ func (c *Conn) sendFile(f *static.File) {
 	// filter in nginx, so both see the status as it was before a Range
 	// turned it into 206 or 416.
 	filterStatus := status
+	if x.preEnc != "" {
+		x.hdrs = append(x.hdrs, "Content-Encoding: "...)
+		x.hdrs = append(x.hdrs, x.preEnc...)
+		x.hdrs = append(x.hdrs, "\r\n"...)
+	}
 	etagEnd := 0
 	if loc.Etag {
 		// nginx keeps ETag on error pages served from files too.
@@ -403,7 +421,9 @@ func (c *Conn) sendFile(f *static.File) {
 		x.hdrs = loc.Expires.AppendHeaders(x.hdrs, c.clock(), f.ModTime)
 	}
 	off, n := int64(0), f.Size
-	if status == 200 && !gz {
+	// A precompressed file is sent whole, without Accept-Ranges (as
+	// nginx 1.22 does for gzip_static).
+	if status == 200 && !gz && x.preEnc == "" {
 		acceptRanges := true
 		if rh := c.w.req.Header(hRange); rh != nil && static.IfRange(f, c.w.req.Header(hIfRange), loc.Etag) {
 			ranges, st := static.ParseRange(rh, f.Size, x.ranges[:0])

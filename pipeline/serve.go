@@ -58,6 +58,10 @@ type exchange struct {
 	accelHdrs      []byte // its Content-Disposition / Set-Cookie lines
 	errBuf         []byte // error-log line being built
 	lowerBuf       []byte // a lowercased Content-Type for gzip_types
+	enc            uint8  // coding chosen for the response by gzipCheck (encGzip, encBrotli, encZstd)
+	preEnc         string // Content-Encoding of a precompressed file being served (gzip_static)
+	preVary        bool   // gzip_static on found a .gz: "Vary: Accept-Encoding" under gzip_vary
+	prePath        []byte // path of the precompressed file
 }
 
 func (x *exchange) init() {
@@ -93,6 +97,7 @@ func (x *exchange) reset(c *Conn, srv *snapshot.Server) {
 	x.headSent, x.bodySent = 0, 0
 	x.cacheStatus = ""
 	x.forceGET = false
+	x.preEnc, x.preVary = "", false
 	x.accelType, x.accelHdrs = x.accelType[:0], x.accelHdrs[:0]
 	x.upstreamAddr, x.upstreamStatus, x.upstreamTime = x.upstreamAddr[:0], x.upstreamStatus[:0], x.upstreamTime[:0]
 }
@@ -266,6 +271,10 @@ func (c *Conn) runLocation(loc *snapshot.Location) {
 		c.finalize(403)
 		return
 	}
+	if loc.StatusPage != snapshot.NoStatusPage {
+		c.serveStatusPage(loc.StatusPage)
+		return
+	}
 	if loc.Proxy != nil {
 		c.call.cache.zone = nil
 		if loc.Cache.Zone != nil && c.cacheLookup(loc) {
@@ -381,6 +390,9 @@ func (c *Conn) serveStatic() {
 		return
 	}
 	x.path = c.mapPath(x.path[:0], loc, uri)
+	if loc.AnyStatic() && m != http1.MethodPOST && c.staticEncoded(loc) {
+		return
+	}
 	f, err := c.snap.Files.Open(x.path)
 	if err != nil {
 		st := static.Status(err)

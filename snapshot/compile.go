@@ -175,6 +175,8 @@ func defaults() *Location {
 		ProxyConf:         ProxyConf{MaxTempFile: -1},
 		Limits:            Limits{ReqStatus: 503, ConnStatus: 503, ReqLogLevel: LevelError},
 		Gzip:              defaultGzip(),
+		Brotli:            defaultBrotli(),
+		Zstd:              defaultZstd(),
 		TLS:               defaultTLS(),
 		Cache:             defaultCache(),
 		TCPNoDelay:        true,
@@ -272,6 +274,7 @@ func copyLoc(p *Location) *Location {
 	n.Proxy = nil
 	n.proxyPass = nil
 	n.accessSet = false
+	n.StatusPage = NoStatusPage
 	return &n
 }
 
@@ -286,6 +289,12 @@ func (c *compiler) applyCommon(ds []*config.Directive, loc *Location, hl *Header
 		var err error
 		if strings.HasPrefix(d.Name, "gzip") && d.Name != "gzip_buffers" && d.Name != "gzip_hash" && d.Name != "gzip_window" && d.Name != "gzip_no_buffer" {
 			if err := c.gzipDirective(d, &loc.Gzip, firsts); err != nil {
+				return err
+			}
+			continue
+		}
+		if strings.HasPrefix(d.Name, "brotli") || strings.HasPrefix(d.Name, "zstd") {
+			if err := c.encodingDirective(d, loc, firsts); err != nil {
 				return err
 			}
 			continue
@@ -479,6 +488,11 @@ func (c *compiler) applyCommon(ds []*config.Directive, loc *Location, hl *Header
 			// compiled by logFormats
 		case "error_log":
 			loc.ErrorLog, err = c.errorLog(d)
+		case "stub_status", "metrics":
+			if lv != lvLocation && !(lv == lvServer && d.Name == "stub_status") {
+				return errAt(d, "%q directive is not allowed here", d.Name)
+			}
+			err = c.statusPage(d, loc)
 		case "autoindex":
 			if d.Args[0] != "off" {
 				err = errAt(d, `"autoindex on" is not supported by edgeproxy`)
@@ -733,6 +747,7 @@ func (c *compiler) compileServer(d *config.Directive, http *Location, hl HeaderL
 		}
 		listens = append(listens, &config.Directive{Name: "listen", Args: []string{strconv.Itoa(port)}, File: d.File, Line: d.Line})
 	}
+	bindStats(srv, listens[0].Args[0])
 	ssl := false
 	for _, l := range listens {
 		if err := c.listen(l, srv); err != nil {

@@ -21,7 +21,22 @@ type Gzip struct {
 	Proxied     GzipProxied
 	DisableMSIE bool
 	Disable     []*regexp.Regexp
+	// Static is gzip_static: serve FILE.gz next to FILE.
+	Static GzipStatic
 }
+
+// GzipStatic is gzip_static's value.
+type GzipStatic uint8
+
+// gzip_static values (ngx_http_gzip_static_module).
+const (
+	GzipStaticOff GzipStatic = iota
+	// GzipStaticOn serves the .gz file to clients that accept gzip
+	// (ngx_http_gzip_ok), with "Vary: Accept-Encoding" under gzip_vary.
+	GzipStaticOn
+	// GzipStaticAlways serves it to every client, without Vary.
+	GzipStaticAlways
+)
 
 // GzipProxied is the gzip_proxied bit set.
 type GzipProxied uint16
@@ -128,8 +143,15 @@ func (c *compiler) gzipDirective(d *config.Directive, g *Gzip, firsts map[string
 			g.Disable = append(g.Disable, re)
 		}
 	case "gzip_static":
-		if d.Args[0] != "off" {
-			return errAt(d, `"gzip_static %s" is not supported by edgeproxy yet`, d.Args[0])
+		switch d.Args[0] {
+		case "off":
+			g.Static = GzipStaticOff
+		case "on":
+			g.Static = GzipStaticOn
+		case "always":
+			g.Static = GzipStaticAlways
+		default:
+			return errAt(d, "invalid value %q", d.Args[0]) // ngx_conf_set_enum_slot
 		}
 	}
 	return nil

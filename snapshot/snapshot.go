@@ -9,6 +9,7 @@ import (
 
 	"edgeproxy/accesslog"
 	"edgeproxy/config"
+	"edgeproxy/metrics"
 	"edgeproxy/route"
 	"edgeproxy/static"
 )
@@ -168,6 +169,7 @@ type Location struct {
 	defaultTypeB      []byte
 	Access            []AccessRule // allow/deny in order
 	Gzip              Gzip
+	Brotli, Zstd      Encoding  // edgeproxy extensions
 	ErrorLog          *ErrorLog // error_log of this level (inherited)
 	TLS               TLSConf
 	AccessLogs        []AccessLog
@@ -178,6 +180,11 @@ type Location struct {
 	Proxy             *Proxy // proxy_pass of this location; nil when none
 	proxyPass         *config.Directive
 	TCPNoDelay        bool
+	// StatusPage is set by `stub_status` or `metrics` in this very block.
+	StatusPage StatusPage
+	// Stats counts this location's responses and latency (shared by the
+	// snapshots of a reload when server and location are the same).
+	Stats *metrics.Location
 }
 
 // Listener returns the listener for network and addr, or nil.
@@ -203,6 +210,11 @@ func SameListeners(a, b *Snapshot) bool {
 		}
 	}
 	return true
+}
+
+// AnyStatic reports whether gzip_static, brotli_static or zstd_static is on.
+func (l *Location) AnyStatic() bool {
+	return l.Gzip.Static != GzipStaticOff || l.Brotli.Static != GzipStaticOff || l.Zstd.Static != GzipStaticOff
 }
 
 // DefaultTypeBytes is default_type as bytes, converted once per location

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"edgeproxy/metrics"
 	"edgeproxy/pipeline"
 	"edgeproxy/snapshot"
 )
@@ -219,9 +220,15 @@ func (c *tconn) run(l *snapshot.Listener) {
 		c.s.mu.Unlock()
 	}()
 	_ = c.nc.SetDeadline(time.Now().Add(l.Default.HeaderLims.ClientHeaderTimeout))
+	// Counted as accepted, handled and active from now on (stub_status),
+	// as nginx counts a connection in its TLS handshake.
+	metrics.ConnOpened(0)
 	if err := c.tc.Handshake(); err != nil {
+		metrics.TLSHandshake(false)
+		metrics.Transition(0, metrics.Waiting, metrics.Gone)
 		return
 	}
+	metrics.TLSHandshake(true)
 	_ = c.nc.SetDeadline(time.Time{})
 	st := c.tc.ConnectionState()
 	snap, ln := c.s.snap, l
@@ -230,7 +237,7 @@ func (c *tconn) run(l *snapshot.Listener) {
 			snap, ln = c.s.src.Load(), cur
 		}
 	}
-	c.pc = pipeline.NewConn(c, snap, ln, addrPort(c.nc.RemoteAddr()), addrPort(c.nc.LocalAddr()), true)
+	c.pc = pipeline.NewConnCounted(c, snap, ln, addrPort(c.nc.RemoteAddr()), addrPort(c.nc.LocalAddr()), true)
 	if c.s.src != nil {
 		c.pc.SetSource(c.s.src)
 	}

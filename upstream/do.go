@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"edgeproxy/metrics"
+
 	"github.com/valyala/fasthttp"
 )
 
@@ -252,6 +254,7 @@ func (g *Group) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Re
 		attemptStart := time.Now()
 		err = p.do(req, resp, hasDeadline, deadline, bodyStream, rw)
 		elapsed := time.Since(attemptStart)
+		p.lat.Observe(metrics.ShardOfTime(attemptStart), elapsed)
 		if g.single {
 			tries = 0 // free_round_robin_peer: peers->single → pc->tries = 0
 		} else if tries > 0 {

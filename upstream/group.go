@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"edgeproxy/metrics"
+
 	"github.com/valyala/fasthttp"
 )
 
@@ -194,7 +196,13 @@ type Peer struct {
 	checked         int64 // ns since clockBase
 	hcDown          bool  // taken out by active health checks
 	hcOK, hcBad     int   // consecutive active-check successes / failures
+
+	lat *metrics.Histogram // attempt durations, lock-free (not under g.mu)
 }
+
+// Latency is the histogram of the peer's attempt durations
+// ($upstream_response_time), for metrics.
+func (p *Peer) Latency() *metrics.Histogram { return p.lat }
 
 // Addr returns the server address as configured, e.g. "127.0.0.1:8001" or
 // "unix:/run/app.sock"; it is the text of $upstream_addr.
@@ -220,6 +228,8 @@ type PeerState struct {
 	Unavailable bool
 	// HealthDown is true while active health checks keep the peer out.
 	HealthDown bool
+	// Down is the server's `down` parameter.
+	Down bool
 }
 
 // Group is an upstream block built once per configuration by NewGroup (the
@@ -310,6 +320,7 @@ func NewGroup(spec GroupSpec) (*Group, error) {
 			g: g, addr: s.Addr, backup: s.Backup, server: id,
 			weight: w, effectiveWeight: w, maxFails: s.MaxFails,
 			maxConns: s.MaxConns, failTimeout: int64(ft), down: s.Down,
+			lat: new(metrics.Histogram),
 		}
 		client, err := newHostClient(&spec, s)
 		if err != nil {
@@ -379,7 +390,7 @@ func (g *Group) State() []PeerState {
 			out = append(out, PeerState{
 				Addr: p.addr, Backup: p.backup, Conns: p.conns, Fails: p.fails,
 				EffectiveWeight: p.effectiveWeight, Unavailable: p.failedLocked(now),
-				HealthDown: p.hcDown,
+				HealthDown: p.hcDown, Down: p.down,
 			})
 		}
 	}
