@@ -540,7 +540,7 @@ var directives = []Spec{
 	{"variables_hash_max_size", Accepted, CtxHTTP, Take1, true, noBody},
 	{"worker_aio_requests", Accepted, CtxEvents, Take1, true, noBody},
 	{"worker_connections", Implemented, CtxEvents, Take1, true, noBody},
-	{"worker_cpu_affinity", Accepted, CtxMain, OneMore, true, noBody},
+	{"worker_cpu_affinity", Implemented, CtxMain, OneMore, true, noBody},
 	{"worker_priority", Accepted, CtxMain, Take1, true, noBody},
 	{"worker_processes", Implemented, CtxMain, Take1, true, noBody},
 	{"worker_rlimit_core", Accepted, CtxMain, Take1, true, noBody},

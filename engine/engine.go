@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,12 @@ type Options struct {
 	KeepCount      int
 	ReusePort      bool
 	LockOSThread   bool
+	// Inherited are listening sockets handed over by the old binary in a
+	// binary upgrade, by Key; New takes (and deletes) those it serves.
+	Inherited map[string]int
+	// CPUAffinity pins the event loops to CPUs (worker_cpu_affinity): the
+	// n-th loop to the n-th set. Empty: no pinning.
+	CPUAffinity []CPUSet
 	// MaxInbound caps what a connection may have buffered but unconsumed
 	// (gnet has no back-pressure): past it the connection is closed.
 	MaxInbound int
@@ -45,14 +52,17 @@ type Options struct {
 
 // Engine serves one snapshot on gnet. Create with New, run with Run.
 type Engine struct {
-	gnet.BuiltinEventEngine
-	opt   Options
-	snap  *snapshot.Snapshot // the snapshot the engine started with (listeners)
-	src   *pipeline.Source
-	eng   gnet.Engine
-	byKey map[netip.AddrPort]*snapshot.Listener
-	byUnx map[string]*snapshot.Listener
-	wild  map[uint16][]*snapshot.Listener
+	opt  Options
+	snap *snapshot.Snapshot // the snapshot the engine started with (listeners)
+	src  *pipeline.Source
+
+	// Listening sockets (listeners.go): groups of gnet engines, the live
+	// listeners by Key. lmu serialises Run, Update, Drain and Stop.
+	lmu     sync.Mutex
+	initial []*lstate
+	groups  []*group
+	live    map[string]*lstate
+	fatal   chan error // a group's gnet engine ended on its own
 
 	maxConns int64
 	active   atomic.Int64
@@ -68,15 +78,15 @@ type Engine struct {
 	kick    chan struct{}
 	stopped sync.Once
 	ready   chan struct{}
+	pinned  atomic.Int32 // loops pinned so far (worker_cpu_affinity)
 }
 
 // New prepares an engine for snap.
 func New(snap *snapshot.Snapshot, opt Options) *Engine {
 	e := &Engine{opt: opt, snap: snap, src: pipeline.NewSource(snap),
-		byKey: map[netip.AddrPort]*snapshot.Listener{}, byUnx: map[string]*snapshot.Listener{},
-		wild:  map[uint16][]*snapshot.Listener{},
+		live: map[string]*lstate{}, fatal: make(chan error, 1),
 		conns: map[*gconn]struct{}{}, waiting: map[*gconn]struct{}{},
-		stop: make(chan struct{}), ready: make(chan struct{})}
+		stop: make(chan struct{}), ready: make(chan struct{}), kick: make(chan struct{}, 1)}
 	if e.opt.Loops <= 0 {
 		e.opt.Loops = snap.Loops
 	}
@@ -88,44 +98,52 @@ func New(snap *snapshot.Snapshot, opt Options) *Engine {
 	}
 	e.maxConns = int64(snap.WorkerConnections) * int64(e.opt.Loops)
 	for _, l := range snap.Listeners {
-		if l.Network == "unix" {
-			e.byUnx[l.Addr] = l
-			continue
+		if l.SSL {
+			continue // served by tlsterm
 		}
-		ap := netip.MustParseAddrPort(l.Addr)
-		if l.Wildcard {
-			e.wild[ap.Port()] = append(e.wild[ap.Port()], l)
-		} else {
-			e.byKey[ap] = l
+		ls := &lstate{key: Key(l), l: l, inherit: -1}
+		if fd, ok := opt.Inherited[ls.key]; ok {
+			ls.inherit = fd
+			delete(opt.Inherited, ls.key)
 		}
+		e.initial = append(e.initial, ls)
 	}
 	return e
 }
 
-// Addrs returns the gnet listen addresses of the snapshot.
-func (e *Engine) Addrs() []string {
-	var out []string
-	for _, l := range e.snap.Listeners {
-		if l.SSL {
-			continue // served by tlsterm
-		}
-		switch l.Network {
-		case "unix":
-			out = append(out, "unix://"+l.Addr)
-		case "tcp6":
-			out = append(out, "tcp6://"+l.Addr)
-		default:
-			out = append(out, "tcp4://"+l.Addr)
-		}
-	}
-	return out
-}
-
 // Run serves until Stop; it returns gnet's error, if any.
 func (e *Engine) Run() error {
+	go e.sweeper()
+	e.lmu.Lock()
+	if len(e.initial) > 0 {
+		g := e.newGroup(e.initial)
+		if err := g.start(e.gnetOptions(e.initial)); err != nil {
+			e.lmu.Unlock()
+			e.stopped.Do(func() { close(e.stop) })
+			return fmt.Errorf("listening on %s: %v", strings.Join(g.addrs(), ", "), err)
+		}
+		e.groups = append(e.groups, g)
+		for _, ls := range e.initial {
+			e.live[ls.key] = ls
+		}
+		g.release <- true
+	}
+	e.lmu.Unlock()
+	close(e.ready)
+	select {
+	case <-e.stop:
+		return nil
+	case err := <-e.fatal:
+		e.stopped.Do(func() { close(e.stop) })
+		return err
+	}
+}
+
+// gnetOptions are the gnet options for a group serving lns.
+func (e *Engine) gnetOptions(lns []*lstate) []gnet.Option {
 	reuse := e.opt.ReusePort
-	for _, l := range e.snap.Listeners {
-		if l.ReusePort {
+	for _, ls := range lns {
+		if ls.l.ReusePort {
 			reuse = true
 		}
 	}
@@ -139,7 +157,7 @@ func (e *Engine) Run() error {
 		gnet.WithReuseAddr(true),
 		gnet.WithReusePort(reuse),
 		gnet.WithTCPNoDelay(nodelay),
-		gnet.WithLockOSThread(e.opt.LockOSThread),
+		gnet.WithLockOSThread(e.opt.LockOSThread || len(e.opt.CPUAffinity) > 0),
 		gnet.WithLogLevel(4), // errors only
 	}
 	if e.opt.ReadBufferCap > 0 {
@@ -163,10 +181,7 @@ func (e *Engine) Run() error {
 			opts = append(opts, gnet.WithTCPKeepCount(e.opt.KeepCount))
 		}
 	}
-	go e.sweeper()
-	err := gnet.Rotate(e, e.Addrs(), opts...)
-	e.stopped.Do(func() { close(e.stop) })
-	return err
+	return opts
 }
 
 // Ready is closed once the listeners accept connections.
@@ -174,16 +189,18 @@ func (e *Engine) Ready() <-chan struct{} { return e.ready }
 
 // Stop closes the listeners and every connection.
 func (e *Engine) Stop(ctx context.Context) error {
-	<-e.ready
+	select {
+	case <-e.ready:
+	case <-e.stop: // Run failed
+	}
 	e.stopped.Do(func() { close(e.stop) })
-	return e.eng.Stop(ctx)
-}
-
-// OnBoot keeps the engine handle for Stop.
-func (e *Engine) OnBoot(eng gnet.Engine) gnet.Action {
-	e.eng = eng
-	close(e.ready)
-	return gnet.None
+	e.lmu.Lock()
+	groups := append([]*group(nil), e.groups...)
+	e.lmu.Unlock()
+	for _, g := range groups {
+		g.stop(ctx)
+	}
+	return ctx.Err()
 }
 
 // gconn is the per-connection state: the pipeline Conn and the gnet side of
@@ -194,8 +211,13 @@ type gconn struct {
 	c  gnet.Conn
 	pc *pipeline.Conn
 
+	ls *lstate // the listener it came through
+
 	closing     bool // close once output is drained
 	closed      bool
+	fed         bool  // some input was consumed: no longer a fresh connection
+	opened      int64 // UnixNano of the accept
+	drainSet    bool  // switched to its removed listener's draining source
 	waitingFlag bool
 	waitSince   time.Time
 	lastOut     int
@@ -210,65 +232,36 @@ type gconn struct {
 // Source is the engine's current snapshot; main swaps it on reload.
 func (e *Engine) Source() *pipeline.Source { return e.src }
 
-func (e *Engine) listenerFor(c gnet.Conn) *snapshot.Listener {
-	l := e.startListenerFor(c)
-	if l == nil {
-		return nil
-	}
-	if cur := e.src.Load().Listener(l.Network, l.Addr); cur != nil {
-		return cur
-	}
-	return l
-}
-
-func (e *Engine) startListenerFor(c gnet.Conn) *snapshot.Listener {
-	switch a := c.LocalAddr().(type) {
-	case *net.TCPAddr:
-		ap := a.AddrPort()
-		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		if l, ok := e.byKey[ap]; ok {
-			return l
-		}
-		for _, l := range e.wild[ap.Port()] {
-			if (l.Network == "tcp6") == (ap.Addr().Is6() && !ap.Addr().Is4In6()) || len(e.wild[ap.Port()]) == 1 {
-				return l
-			}
-		}
-	case *net.UnixAddr:
-		if l, ok := e.byUnx[a.Name]; ok {
-			return l
-		}
-	}
-	for _, l := range e.snap.Listeners {
-		return l
-	}
-	return nil
-}
-
-// OnOpen attaches pipeline state to an accepted connection; past
+// OnOpen attaches pipeline state to a connection accepted on ls; past
 // worker_connections it is closed at once, as nginx does when it runs out of
-// connections.
-func (e *Engine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	if e.src.Draining() {
-		return nil, gnet.Close // stopping: take no new connections
+// connections. A connection accepted just before a graceful stop or a
+// listener's removal is still served (its request gets "Connection: close"):
+// by then no new one can be accepted (see retire), and closing it would
+// fail a request that reached the server.
+func (e *Engine) OnOpen(c gnet.Conn, ls *lstate) ([]byte, gnet.Action) {
+	if ls == nil {
+		return nil, gnet.Close
 	}
 	if e.active.Add(1) > e.maxConns {
 		e.active.Add(-1)
 		metrics.ConnRefused(0) // accepted, not handled (stub_status)
 		return nil, gnet.Close
 	}
-	l := e.listenerFor(c)
-	if l == nil {
-		e.active.Add(-1)
-		return nil, gnet.Close
+	l := ls.l
+	if cur := e.src.Load().Listener(l.Network, l.Addr); cur != nil {
+		l = cur
 	}
-	g := &gconn{e: e, c: c}
+	e.pinLoop(c)
+	g := &gconn{e: e, c: c, ls: ls, opened: time.Now().UnixNano()}
 	var remote, local netip.AddrPort
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		remote = a.AddrPort()
 	}
 	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
 		local = a.AddrPort()
+	} else if ls.standIn != "" {
+		// An inherited socket: gnet reports the stand-in's address.
+		local, _ = netip.ParseAddrPort(l.Addr)
 	}
 	g.pc = pipeline.NewConn(g, e.src.Load(), l, remote, local, false)
 	g.pc.SetSource(e.src)
@@ -364,11 +357,25 @@ func (e *Engine) OnTraffic(c gnet.Conn) gnet.Action {
 		g.sendState.Store(0)
 		g.pc.SendDone(ok)
 	}
-	if g.pc.Expired(time.Now().UnixNano()) {
+	now := time.Now().UnixNano()
+	if g.pc.Expired(now) {
 		return gnet.Close
 	}
-	if e.src.Draining() && g.pc.Idle() && c.InboundBuffered() == 0 && c.OutboundBuffered() == 0 && g.tun == nil {
-		return gnet.Close // graceful stop: idle keep-alive connections go
+	removed := g.ls.removed.Load()
+	if removed && !g.drainSet {
+		// Its listener was removed by a reload: answer with
+		// "Connection: close" from the next request on.
+		g.drainSet = true
+		g.pc.SetSource(g.ls.drainSrc)
+	}
+	if (removed || e.src.Draining()) && g.pc.Idle() && c.InboundBuffered() == 0 && c.OutboundBuffered() == 0 && g.tun == nil &&
+		(g.fed || now-g.opened > int64(freshGrace)) {
+		// Graceful stop: idle keep-alive connections go. A fresh one
+		// (nothing read yet) gets freshGrace for its first request: it
+		// may have been accepted just before the listeners closed, its
+		// request still on the way (nginx does not close fresh
+		// connections at all; it waits for client_header_timeout).
+		return gnet.Close
 	}
 	if g.waitingFlag && !g.drain() {
 		return gnet.Close
@@ -408,6 +415,7 @@ func (e *Engine) OnTraffic(c gnet.Conn) gnet.Action {
 	// exchange to write.
 	n := g.pc.Feed(buf)
 	if n > 0 {
+		g.fed = true
 		_, _ = c.Discard(n)
 	}
 	if g.closing && c.OutboundBuffered() == 0 {
@@ -418,6 +426,10 @@ func (e *Engine) OnTraffic(c gnet.Conn) gnet.Action {
 	}
 	return gnet.None
 }
+
+// freshGrace is how long a graceful stop waits for the first request of a
+// connection that has sent nothing yet.
+const freshGrace = time.Second
 
 // Write implements pipeline.Transport on the loop: gnet writes directly
 // and keeps (copies) what the socket does not take.
@@ -647,7 +659,11 @@ func (g *gconn) drain() bool {
 // connection, and OnTick runs off the loops, so it only wakes them and the
 // loop decides.
 func (e *Engine) sweeper() {
-	<-e.ready
+	select {
+	case <-e.ready:
+	case <-e.stop:
+		return
+	}
 	// The fast 2 ms tick runs only while some connection waits for its
 	// output to drain; otherwise the sweeper wakes every 250 ms, so an idle
 	// or busy-but-flowing server pays no timer wake-ups per request.
@@ -717,9 +733,15 @@ func (e *Engine) Check() error {
 // "Connection: close" after their current request, idle ones are closed;
 // it returns when none is left or the timeout passes. Any goroutine.
 func (e *Engine) Drain(timeout time.Duration) {
+	// Stop accepting first (as nginx closes its listening sockets): after a
+	// binary upgrade the new process keeps accepting on the same sockets.
+	e.retireAll()
 	e.src.Drain()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
+		// A connection accepted just before the retire may still be on
+		// its way to OnOpen: look after a pause.
+		time.Sleep(20 * time.Millisecond)
 		e.mu.Lock()
 		n := len(e.conns)
 		batch := make([]*gconn, 0, n)
@@ -733,6 +755,5 @@ func (e *Engine) Drain(timeout time.Duration) {
 		for _, g := range batch {
 			_ = g.c.Wake(nil)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -83,6 +83,8 @@ func Compile(cfg *config.Config, prefix string) (*Snapshot, []Notice, error) {
 			c.mainErrorLog, err = c.errorLog(d)
 		case "worker_rlimit_nofile":
 			c.snap.RlimitNofile, err = positive(d, d.Args[0])
+		case "worker_cpu_affinity":
+			c.snap.CPUAffinity, err = cpuAffinity(d)
 		case "daemon":
 			c.snap.Daemon = d.Args[0] == "on"
 			if c.snap.Daemon {

@@ -20,6 +20,7 @@ type Snapshot struct {
 	Loops             int // worker_processes: number of event loops
 	WorkerConnections int // per loop, as nginx's worker_connections
 	RlimitNofile      int
+	CPUAffinity       *CPUAffinity // worker_cpu_affinity; nil: not pinned
 	PidFile           string
 	ErrorLog          string // path, "stderr", or "" for the default
 	ErrorLogLevel     string

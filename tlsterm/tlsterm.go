@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"edgeproxy/metrics"
@@ -23,11 +24,15 @@ import (
 type Server struct {
 	snap  *snapshot.Snapshot
 	src   *pipeline.Source
-	lns   []net.Listener
+	lns   []*tlisten // the live listening sockets
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	conns map[*tconn]struct{}
 	done  bool
+
+	// Listen, when set, opens a listener's socket instead of net.Listen
+	// (a binary upgrade passes the inherited sockets this way).
+	Listen func(l *snapshot.Listener, network string) (net.Listener, error)
 }
 
 // New prepares the TLS listeners of snap (those with "listen ... ssl");
@@ -117,33 +122,214 @@ func (s *Server) Start() error {
 			}
 			startStapling(tc, srv.Root.ErrorLog)
 		}
-		network := "tcp4"
-		if l.Network == "tcp6" {
-			network = "tcp6"
-		}
-		if l.Network == "unix" {
-			network = "unix"
-			_ = os.Remove(l.Addr)
-		}
-		ln, err := net.Listen(network, l.Addr)
+		tl, err := s.listen(l)
 		if err != nil {
 			s.Stop()
 			return err
 		}
-		s.lns = append(s.lns, ln)
-		cfg := Config(l, s.src)
-		s.wg.Add(1)
-		go s.accept(ln, l, cfg)
+		s.mu.Lock()
+		s.serve(tl)
+		s.mu.Unlock()
 	}
 	return nil
+}
+
+// tlisten is one TLS listening socket. A reload that drops it sets
+// removed (after drainSrc): its connections answer with "Connection: close"
+// and go when idle.
+type tlisten struct {
+	key      string // "network addr", as engine.Key
+	l        *snapshot.Listener
+	ln       net.Listener
+	removed  atomic.Bool
+	drainSrc *pipeline.Source
+}
+
+func (s *Server) listen(l *snapshot.Listener) (*tlisten, error) {
+	network := "tcp4"
+	if l.Network == "tcp6" {
+		network = "tcp6"
+	}
+	if l.Network == "unix" {
+		network = "unix"
+		_ = os.Remove(l.Addr)
+	}
+	var ln net.Listener
+	var err error
+	if s.Listen != nil {
+		ln, err = s.Listen(l, network)
+	} else {
+		ln, err = net.Listen(network, l.Addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &tlisten{key: l.Network + " " + l.Addr, l: l, ln: ln}, nil
+}
+
+// serve starts accepting on tl. Under s.mu.
+func (s *Server) serve(tl *tlisten) {
+	s.lns = append(s.lns, tl)
+	s.wg.Add(1)
+	go s.accept(tl, Config(tl.l, s.src))
+}
+
+// Prepare opens the TLS sockets that next adds, without accepting yet (a
+// reload binds every new socket before it switches anything). commit
+// serves them and retires the sockets next drops: they stop accepting at
+// once and their connections drain for at most drain. abort closes what
+// Prepare opened (the reload was refused). Main goroutine.
+func (s *Server) Prepare(next *snapshot.Snapshot) (commit func(drain time.Duration), abort func(), err error) {
+	s.mu.Lock()
+	live := map[string]bool{}
+	for _, tl := range s.lns {
+		live[tl.key] = true
+	}
+	s.mu.Unlock()
+	want := map[string]bool{}
+	var added []*tlisten
+	abort = func() {
+		for _, tl := range added {
+			tl.ln.Close()
+		}
+	}
+	for _, l := range next.Listeners {
+		if !l.SSL {
+			continue
+		}
+		k := l.Network + " " + l.Addr
+		want[k] = true
+		if live[k] {
+			continue
+		}
+		tl, err := s.listen(l)
+		if err != nil {
+			abort()
+			return nil, nil, err
+		}
+		added = append(added, tl)
+	}
+	commit = func(drain time.Duration) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		kept := s.lns[:0]
+		var gone []*tlisten
+		for _, tl := range s.lns {
+			if want[tl.key] {
+				kept = append(kept, tl)
+			} else {
+				gone = append(gone, tl)
+			}
+		}
+		s.lns = kept
+		for _, tl := range added {
+			s.serve(tl)
+		}
+		for _, tl := range gone {
+			src := pipeline.NewSource(next)
+			src.Drain()
+			tl.drainSrc = src
+			tl.removed.Store(true)
+			tl.ln.Close()
+			go s.drain(tl, drain)
+		}
+	}
+	return commit, abort, nil
+}
+
+// drain wakes the connections of tl (nil: all) until none is left or the
+// timeout passes, then closes what remains when tl is a removed listener.
+func (s *Server) drain(tl *tlisten, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for {
+		time.Sleep(20 * time.Millisecond)
+		n := 0
+		s.mu.Lock()
+		for c := range s.conns {
+			if tl == nil || c.tl == tl {
+				n++
+				if time.Now().After(deadline) {
+					c.nc.Close()
+					continue
+				}
+				select {
+				case c.wake <- struct{}{}:
+				default:
+				}
+			}
+		}
+		s.mu.Unlock()
+		if n == 0 || time.Now().After(deadline) {
+			return
+		}
+	}
+}
+
+// Drain is the graceful stop of the TLS side (after CloseListeners and the
+// Source's Drain): requests in flight finish, idle connections close; it
+// returns when none is left or after timeout (Stop closes the rest).
+func (s *Server) Drain(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		s.mu.Lock()
+		n := len(s.conns)
+		for c := range s.conns {
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
+		}
+		s.mu.Unlock()
+		if n == 0 {
+			return
+		}
+	}
+}
+
+// CloseListeners stops accepting (graceful stop); the connections stay.
+func (s *Server) CloseListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, tl := range s.lns {
+		tl.ln.Close()
+	}
+}
+
+// Files returns copies of the listening sockets by "network addr", for a
+// new binary to inherit (binary upgrade). The caller closes them.
+func (s *Server) Files() (map[string]*os.File, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]*os.File{}
+	for _, tl := range s.lns {
+		if ul, ok := tl.ln.(*net.UnixListener); ok {
+			// The new binary serves this path from now on: closing
+			// ours must not unlink it.
+			ul.SetUnlinkOnClose(false)
+		}
+		fl, ok := tl.ln.(interface{ File() (*os.File, error) })
+		if !ok {
+			continue
+		}
+		f, err := fl.File()
+		if err != nil {
+			for _, f := range out {
+				f.Close()
+			}
+			return nil, err
+		}
+		out[tl.key] = f
+	}
+	return out, nil
 }
 
 // Stop closes the listeners and the connections.
 func (s *Server) Stop() {
 	s.mu.Lock()
 	s.done = true
-	for _, ln := range s.lns {
-		ln.Close()
+	for _, tl := range s.lns {
+		tl.ln.Close()
 	}
 	for c := range s.conns {
 		c.nc.Close()
@@ -152,8 +338,9 @@ func (s *Server) Stop() {
 	s.wg.Wait()
 }
 
-func (s *Server) accept(ln net.Listener, l *snapshot.Listener, cfg *tls.Config) {
+func (s *Server) accept(tl *tlisten, cfg *tls.Config) {
 	defer s.wg.Done()
+	ln, l := tl.ln, tl.l
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -166,7 +353,7 @@ func (s *Server) accept(ln net.Listener, l *snapshot.Listener, cfg *tls.Config) 
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
 		}
-		c := &tconn{s: s, nc: nc, tc: tls.Server(nc, cfg), wake: make(chan struct{}, 1), data: make(chan *[]byte, 4), done: make(chan struct{})}
+		c := &tconn{s: s, tl: tl, nc: nc, tc: tls.Server(nc, cfg), wake: make(chan struct{}, 1), data: make(chan *[]byte, 4), done: make(chan struct{}), opened: time.Now()}
 		s.mu.Lock()
 		if s.done {
 			s.mu.Unlock()
@@ -191,6 +378,30 @@ type tconn struct {
 	closing  bool
 	sendDone int // 0 none, 1 ok, 2 failed
 	tun      net.Conn
+
+	tl       *tlisten  // the socket it came through
+	opened   time.Time // accept time
+	fed      bool      // some input was consumed
+	drainSet bool      // switched to its removed listener's draining source
+}
+
+// freshGrace is how long a graceful stop waits for the first request of a
+// connection that has sent nothing yet (it may have been accepted just
+// before the listener closed); nginx waits for client_header_timeout.
+const freshGrace = time.Second
+
+// gone reports whether a graceful stop or the removal of its listener may
+// close the connection now: idle, nothing buffered, no tunnel. It also
+// switches a connection of a removed listener to its draining source.
+func (c *tconn) gone(pending []byte) bool {
+	removed := c.tl.removed.Load()
+	if removed && !c.drainSet {
+		c.drainSet = true
+		c.pc.SetSource(c.tl.drainSrc)
+	}
+	draining := removed || (c.s.src != nil && c.s.src.Draining())
+	return draining && c.pc.Idle() && len(pending) == 0 && c.tun == nil &&
+		(c.fed || time.Since(c.opened) > freshGrace)
 }
 
 // wbufs are the coalescing buffers of Write, pooled so that idle
@@ -284,8 +495,14 @@ func (c *tconn) run(l *snapshot.Listener) {
 			}
 			continue
 		}
+		if c.gone(pending) {
+			return
+		}
 		for {
 			n := c.pc.Feed(pending)
+			if n > 0 {
+				c.fed = true
+			}
 			pending = pending[n:]
 			if c.sendDone != 0 {
 				ok := c.sendDone == 1

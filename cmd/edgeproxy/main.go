@@ -38,6 +38,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "tune" {
+		return runTune(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -50,11 +53,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		verbose  = fs.Bool("V", false, "print the version and build settings and exit")
 		sig      = fs.String("s", "", "send a signal to the running process: stop, quit, reopen, reload")
 		cpuprof  = fs.String("cpuprofile", "", "write a Go CPU profile to this file until exit (for tuning)")
+		check    = fs.Bool("check-host", false, "check the kernel settings for this configuration and print sysctl lines to change (same as the tune subcommand)")
 	)
 	var tf tuning.Flags
 	tf.Register(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s [-tTvV] [-s signal] [-p prefix] [-c file] [-g directives] [tuning flags]\n\nOptions:\n", name)
+		fmt.Fprintf(stderr, "Usage: %s [-tTvV] [-s signal] [-p prefix] [-c file] [-g directives] [tuning flags]\n       %s tune [-root dir] [-c file]\n\nOptions:\n", name, name)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -103,6 +107,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *sig != "" {
 		return signalProcess(*sig, snap, stderr)
+	}
+	if *check {
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: [emerg] %v\n", name, err)
+			return 1
+		}
+		tuning.Report(stdout, "/", tuning.Check("/", needs(snap, tf.Loops)))
+		return 0
 	}
 	if *test || *dump {
 		for _, n := range vnotices {
@@ -165,32 +177,73 @@ func serve(snap *snapshot.Snapshot, tf *tuning.Flags, stderr io.Writer, reload r
 	if err := tf.Apply(loops, snap.RlimitNofile); err != nil {
 		fmt.Fprintf(stderr, "%s: [alert] %v\n", name, err)
 	}
+	if snap.RlimitNofile == 0 {
+		// Without worker_rlimit_nofile, make room for worker_connections
+		// (within the hard limit; Go already raises the soft one to it).
+		if got, _ := tuning.RaiseNofile(tuning.NofileWanted(0, snap.WorkerConnections, loops)); got < snap.WorkerConnections*loops {
+			fmt.Fprintf(stderr, "%s: [warn] %d worker_connections exceed open file resource limit: %d\n", name, snap.WorkerConnections*loops, got)
+		}
+	}
+	aff, err := tuning.CPUSets(snap.CPUAffinity, loops)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: [alert] worker_cpu_affinity: %v\n", name, err)
+	}
+	opt.CPUAffinity = aff
+	// Listening sockets handed over by the old binary (binary upgrade).
+	upgraded := os.Getenv(inheritEnv) != ""
+	inherited := inheritedSockets(stderr)
+	opt.Inherited = inherited
 	e := engine.New(snap, opt)
 	if err := e.Check(); err != nil {
 		fmt.Fprintf(stderr, "%s: [emerg] %v\n", name, err)
 		return 1
 	}
-	if snap.PidFile != "" {
-		if err := os.WriteFile(snap.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			fmt.Fprintf(stderr, "%s: [emerg] open() %q failed (%v)\n", name, snap.PidFile, err)
-			return 1
-		}
-		defer os.Remove(snap.PidFile)
+	pid := newPidFile(snap.PidFile)
+	if err := pid.write(); err != nil {
+		fmt.Fprintf(stderr, "%s: [emerg] %v\n", name, err)
+		return 1
 	}
+	defer pid.remove()
 	ts := tlsterm.New(snap, e.Source())
+	ts.Listen = inheritedListen(inherited)
 	if err := ts.Start(); err != nil {
 		fmt.Fprintf(stderr, "%s: [emerg] %v\n", name, err)
 		return 1
 	}
 	defer ts.Stop()
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	errc := make(chan error, 1)
-	if len(e.Addrs()) > 0 {
-		go func() { errc <- e.Run() }()
+	go func() { errc <- e.Run() }()
+	select {
+	case <-e.Ready():
+	case err := <-errc:
+		fmt.Fprintf(stderr, "%s: [emerg] %v\n", name, err)
+		return 1
 	}
+	for _, fd := range inherited {
+		syscall.Close(fd) // sockets the new configuration no longer listens on
+	}
+	if upgraded {
+		// Started by USR2: become the unit's main process for systemd.
+		sdNotify(fmt.Sprintf("MAINPID=%d\nREADY=1\nSTATUS=serving (upgraded binary)", os.Getpid()))
+	} else {
+		sdNotify("READY=1\nSTATUS=serving")
+	}
+	var up *upgrade
 	for {
+		var childExit <-chan error
+		if up != nil {
+			childExit = up.exited
+		}
 		select {
+		case err := <-childExit:
+			// The new binary exited while this one still serves: take the
+			// pid file back, as nginx does.
+			fmt.Fprintf(stderr, "%s: [alert] the new binary (pid %d) exited (%v); the old one keeps serving\n", name, up.pid, err)
+			pid.restore()
+			sdNotify(fmt.Sprintf("MAINPID=%d\nSTATUS=serving (the new binary failed)", os.Getpid()))
+			up = nil
 		case err := <-errc:
 			snap.Logs.Close()
 			if err != nil {
@@ -207,38 +260,83 @@ func serve(snap *snapshot.Snapshot, tf *tuning.Flags, stderr io.Writer, reload r
 				}
 				continue
 			case syscall.SIGHUP:
-				// Reload: a config that fails to parse or compile is
-				// reported in -t form and the old one keeps serving;
-				// otherwise the snapshot is swapped atomically and each
-				// connection switches at its next request.
+				// Reload: a config that fails to parse or compile (or
+				// whose new listeners cannot be bound) is reported in -t
+				// form and the old one keeps serving; otherwise listeners
+				// it adds open, the snapshot is swapped atomically (each
+				// connection switches at its next request), and
+				// listeners it drops stop accepting and drain.
+				sdNotify("RELOADING=1")
 				next, err := reload()
-				if err == nil && !snapshot.SameListeners(snap, next) {
-					err = fmt.Errorf("the listening sockets changed: restart edgeproxy (or start a new one beside it with reuseport) to apply them")
+				if err == nil && switchesTLS(e.Source().Load(), next) {
+					err = fmt.Errorf("a listening socket cannot switch between plain and ssl on reload: restart edgeproxy (or upgrade it in place with USR2)")
+				}
+				var commitTLS func(time.Duration)
+				var abortTLS func()
+				if err == nil {
+					commitTLS, abortTLS, err = ts.Prepare(next)
+				}
+				if err == nil {
+					if err = e.Update(next, shutdownTimeout(next)); err != nil {
+						abortTLS()
+					} else {
+						commitTLS(shutdownTimeout(next))
+					}
 				}
 				if err != nil {
+					sdNotify("READY=1\nSTATUS=reload failed, serving the previous configuration")
 					fmt.Fprintf(stderr, "%s: [emerg] %v\n%s: [notice] reload failed, still serving the previous configuration\n", name, err, name)
 					continue
 				}
-				e.Source().Store(next)
+				sdNotify("READY=1\nSTATUS=serving")
 				fmt.Fprintf(stderr, "%s: [notice] configuration reloaded\n", name)
 				continue
+			case syscall.SIGUSR2:
+				// Binary upgrade (nginx's USR2): start the binary on disk
+				// with the listening sockets inherited; QUIT this one
+				// when the new one serves.
+				if up != nil {
+					fmt.Fprintf(stderr, "%s: [alert] the changing binary signal is ignored: you should shutdown or terminate before either old or new binary's process\n", name)
+					continue
+				}
+				nu, err := startUpgrade(e, ts, pid)
+				if err != nil {
+					fmt.Fprintf(stderr, "%s: [alert] binary upgrade failed: %v\n", name, err)
+					continue
+				}
+				up = nu
+				fmt.Fprintf(stderr, "%s: [notice] started the new binary, pid %d\n", name, up.pid)
+				continue
+			}
+			if up == nil {
+				// (After a USR2 the new binary is the unit's main
+				// process: its service is not stopping.)
+				sdNotify("STOPPING=1")
 			}
 			if s == syscall.SIGQUIT {
-				// Graceful stop: finish what is in flight first
-				// (worker_shutdown_timeout, default 60 s here; nginx
-				// waits without limit when it is unset).
-				timeout := snap.ShutdownTimeout
-				if timeout <= 0 {
-					timeout = 60 * time.Second
-				}
+				// Graceful stop: stop accepting, finish what is in
+				// flight (worker_shutdown_timeout, default 60 s here;
+				// nginx waits without limit when it is unset).
+				ts.CloseListeners()
+				timeout := shutdownTimeout(e.Source().Load())
+				tlsDone := make(chan struct{})
+				go func() { ts.Drain(timeout); close(tlsDone) }()
 				e.Drain(timeout)
+				<-tlsDone
 			}
-			if len(e.Addrs()) > 0 {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_ = e.Stop(ctx)
-				cancel()
-				<-errc
+			if up != nil {
+				// The new binary serves on the same sockets: exit
+				// without gnet's shutdown, which would unlink the unix
+				// socket paths the new process listens on (what is left
+				// after the drain, or everything on TERM, is closed by
+				// the exit).
+				snap.Logs.Close()
+				return 0
 			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = e.Stop(ctx)
+			cancel()
+			<-errc
 			snap.Logs.Close()
 			return 0
 		}
