@@ -550,4 +550,5 @@ var directives = []Spec{
 	{"zone", Implemented, CtxUpstream, Take12, false, noBody},
 	// edgeproxy extensions (not nginx directives)
 	{"health_check", Extension, CtxUpstream, AnyArgs, true, noBody},
+	{"proxy_cache_purge", Extension, ctxHSL, OneMore, true, noBody},
 }
