@@ -56,6 +56,7 @@ type scenario struct {
 	// the req/s ratio is what the feature costs (e.g. the access log).
 	offConf string
 	self    serverKind
+	script      string           // wrk Lua code put before doneLua (e.g. a request() that varies the path)
 }
 
 // templateData is what a scenario template can use.
@@ -92,6 +93,8 @@ var scenarios = []scenario{
 	// Proxy scenarios: a loopback Go backend, upstream keepalive on both sides.
 	{name: "proxy100b", desc: "proxy_pass to a Go backend, 100 B body, upstream keepalive", conf: "proxy.conf", kind: loadWrk, path: "/100b", backend: true},
 	{name: "cachehit", desc: "proxy_cache hit of a 10 KiB response (seed cache block)", conf: "cache.conf", kind: loadWrk, path: "/10k", backend: true},
+	{name: "cachemix", desc: "proxy_cache, 90% hits of one 10 KiB response, 10% misses (unique query strings)", conf: "cache.conf", kind: loadWrk, path: "/10k", backend: true,
+		script: mixLua},
 	{name: "gzip10k", desc: "10 KiB text through the proxy, gzip_comp_level 6 (client sends Accept-Encoding: gzip)", conf: "gzip.conf", kind: loadWrk, path: "/10k", backend: true, gzip: true},
 	{name: "proxy10k", desc: "proxy_pass to a Go backend, 10 KiB body, upstream keepalive", conf: "proxy.conf", kind: loadWrk, path: "/10k", backend: true},
 	{name: "slowloris", desc: "return200 measured while 10,000 connections trickle request heads (1 byte/s each)", conf: "attack.conf", kind: loadWrk, path: "/", attack: "slowloris", attackPath: "/"},
@@ -108,6 +111,22 @@ var scenarios = []scenario{
 		tls: "ec", newConn: true},
 	{name: "tlskeepalive", desc: "return 200 over TLS 1.3 keep-alive connections (wrk)", conf: "tls.conf", kind: loadWrk, path: "/", tls: "ec"},
 }
+
+// mixLua makes every 10th request a cache miss: a query string unique to
+// this wrk run (random prefix, counter), so no round or warm-up finds it
+// cached, not even nginx's on-disk cache that survives its restarts.
+const mixLua = `-- cachemix: 90% hits, 10% misses
+math.randomseed(os.time())
+local run = math.random(1, 2147483647)
+local n = 0
+request = function()
+  n = n + 1
+  if n % 10 == 0 then
+    return wrk.format(nil, "/10k?miss=" .. run .. "-" .. n)
+  end
+  return wrk.format(nil, "/10k")
+end
+`
 
 func scenarioNames() []string {
 	var n []string
@@ -200,7 +219,7 @@ func prepareDir(sc scenario) (string, error) {
 			return tmp, err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(tmp, "done.lua"), []byte(doneLua), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(tmp, "done.lua"), []byte(sc.script+doneLua), 0o644); err != nil {
 		return tmp, err
 	}
 	if sc.tls != "" {

@@ -7,8 +7,11 @@
 //	key := rendered proxy_cache_key; h := Hash(key)
 //	e, st, scratch := zone.Lookup(key, h, req, scratch, now)
 //	Hit     → write e.Head()/e.Body() (plus Date, Server, Connection, Age)
-//	Expired → revalidate with e.ETag()/e.LastModified() (proxy_cache_revalidate),
-//	          or serve it if e.StaleWhileUpdating/StaleOnError allow
+//	Expired → zone.Lock(key, h, max) claims the update (nginx's fcn->updating):
+//	          the claimant fetches (with e.ETag()/e.LastModified() under
+//	          proxy_cache_revalidate; a 304 stores e.Refresh(now, d)), others
+//	          serve e if e.StaleWhileUpdating allows (UPDATING); after an
+//	          upstream failure e.StaleOnError decides
 //	Miss    → zone.CountUse(h, min_uses); zone.Lock(key, h, lock_timeout) when
 //	          proxy_cache_lock is on; fetch; d := Evaluate(status, &hdrs, valid,
 //	          ignore, now); if d.Cacheable { zone.Set(NewEntry(...)) }; release()

@@ -62,6 +62,11 @@ type EntrySpec struct {
 	// proxy_ignore_headers Vary. Variant is the request's secondary key
 	// (AppendVariant over VaryNames); both are set together.
 	VaryNames, Variant []byte
+	// AcceptRanges: the response had an Accept-Ranges header, which is
+	// what lets nginx serve byte ranges of a cached response
+	// (ngx_http_upstream_copy_allow_ranges). Head should then not carry
+	// the header: the range filter adds "Accept-Ranges: bytes" to 200s.
+	AcceptRanges bool
 }
 
 // Entry is one cached response. It is immutable once built by NewEntry (the
@@ -82,6 +87,7 @@ type Entry struct {
 	staleUpdatingUntil     int64
 	staleErrorUntil        int64
 	mustRevalidate, marker bool
+	acceptRanges           bool
 	size                   int64
 
 	marker2 *Entry // for a variant: the marker to store under the primary key
@@ -108,7 +114,7 @@ func NewEntry(spec EntrySpec) *Entry {
 		}
 		return buf[s:len(buf):len(buf)]
 	}
-	e := &Entry{status: spec.Status, primaryLen: len(spec.Key)}
+	e := &Entry{status: spec.Status, primaryLen: len(spec.Key), acceptRanges: spec.AcceptRanges}
 	if spec.VaryNames != nil {
 		e.key = take(spec.Key, []byte{0}, spec.Variant)
 	} else {
@@ -172,6 +178,10 @@ func (e *Entry) ETag() []byte { return e.etag }
 // LastModified is the response's Last-Modified as sent, nil if none.
 func (e *Entry) LastModified() []byte { return e.lm }
 
+// AcceptRanges reports whether byte ranges may be served from the entry
+// (see EntrySpec.AcceptRanges).
+func (e *Entry) AcceptRanges() bool { return e.acceptRanges }
+
 // VaryNames is the normalised Vary list, nil when the response has none.
 func (e *Entry) VaryNames() []byte { return e.varyNames }
 
@@ -212,4 +222,31 @@ func (e *Entry) StaleWhileUpdating(now time.Time, useStale bool) bool {
 func (e *Entry) StaleOnError(now time.Time, useStale bool) bool {
 	n := now.UnixNano()
 	return n <= e.staleErrorUntil || (useStale && !e.mustRevalidate)
+}
+
+// Refresh returns a copy of e that is fresh again from at, with d's
+// lifetime and stale windows: what a 304 answering a revalidation
+// (proxy_cache_revalidate) makes of the stored response. As in nginx
+// (ngx_http_upstream_test_next → ngx_http_file_cache_update_header), the
+// stored status, head and body are kept; only the timing changes, and the
+// age restarts at at (r->cache->date = now). The copy shares e's immutable
+// byte slices, so it costs one small allocation. It is not stored: pass it
+// to Zone.Set. A marker (Vary) entry is returned unchanged.
+func (e *Entry) Refresh(at time.Time, d Decision) *Entry {
+	if e.marker {
+		return e
+	}
+	n := &Entry{
+		key: e.key, primaryLen: e.primaryLen, hash: e.hash, status: e.status,
+		head: e.head, body: e.body, etag: e.etag, lm: e.lm, varyNames: e.varyNames,
+		size: e.size, marker2: e.marker2, acceptRanges: e.acceptRanges,
+	}
+	t := at.UnixNano()
+	n.storedAt = t
+	n.validUntil = t + int64(d.TTL)
+	n.staleUpdatingUntil = n.validUntil + int64(d.StaleWhileRevalidate)
+	n.staleErrorUntil = n.validUntil + int64(d.StaleIfError)
+	n.mustRevalidate = d.MustRevalidate
+	n.lastAccess.Store(t)
+	return n
 }

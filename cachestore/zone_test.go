@@ -471,3 +471,28 @@ func BenchmarkEvaluate(b *testing.B) {
 		Evaluate(200, &h, nil, 0, t0)
 	}
 }
+
+// A 304 to a revalidation refreshes the entry: same response, new
+// lifetime, and the zone serves the refreshed copy as a hit.
+func TestRefreshKeepsResponse(t *testing.T) {
+	z := newTestZone(t)
+	old := entry("k", "body", t0, time.Second)
+	put(t, z, old)
+	later := t0.Add(5 * time.Second)
+	e, st := get(z, "k", later)
+	if st != Expired || e != old {
+		t.Fatalf("%v", st)
+	}
+	n := e.Refresh(later, Decision{Cacheable: true, TTL: time.Minute})
+	if string(n.Body()) != "body" || string(n.ETag()) != `"v1"` || n.Status() != 200 || !bytes.Equal(n.Key(), old.Key()) ||
+		!n.Fresh(later.Add(59*time.Second)) || n.Fresh(later.Add(time.Minute)) || n.Age(later) != 0 || n.Size() != old.Size() {
+		t.Fatalf("refreshed entry wrong: %+v", n)
+	}
+	put(t, z, n)
+	if e, st := get(z, "k", later.Add(time.Second)); st != Hit || e != n {
+		t.Fatalf("after refresh: %v", st)
+	}
+	if s := z.Stats(); s.Entries != 1 || s.Bytes != old.Size() {
+		t.Fatalf("%+v", s)
+	}
+}

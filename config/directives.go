@@ -561,4 +561,5 @@ var directives = []Spec{
 	{"zstd_min_length", Extension, ctxHSL, Take1, true, noBody},
 	{"zstd_static", Extension, ctxHSL, Take1, true, noBody},
 	{"zstd_types", Extension, ctxHSL, OneMore, false, noBody},
+	{"proxy_cache_purge", Extension, ctxHSL, OneMore, true, noBody},
 }

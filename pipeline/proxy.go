@@ -72,8 +72,12 @@ func (c *Conn) startProxy(loc *snapshot.Location) {
 	}
 	for i, n := 0, r.NumHeaders(); i < n; i++ {
 		name, value := r.HeaderAt(i)
+		if loc.Cache.Zone != nil && cacheStripsHeader(name) {
+			continue // cache hook: see cacheStripsHeader
+		}
 		job.AddHeader(name, value)
 	}
+	addCacheHeaders(job, &c.call.cache) // cache hook: proxy_cache_revalidate
 	for i := range p.SetValues {
 		x.scratch = c.eval(x.scratch[:0], &p.SetValues[i])
 		job.AddSetValue(x.scratch)
@@ -199,6 +203,7 @@ func (c *Conn) abandonCall() {
 	}
 	if !call.dispatched {
 		// Still reading the request body (buffered): no worker has it.
+		call.cache.dropCacheClaim() // cache hook: no worker will end it
 		proxy.ReleaseJob(call.job)
 	} else if call.state.CompareAndSwap(callRunning, callAbandoned) {
 		if call.cancel != nil {
@@ -254,10 +259,7 @@ func (c *Conn) finishProxy() {
 		return
 	}
 	cl := &call.cache
-	if cl.hit != nil {
-		// A proxy_cache_lock waiter: the leader's response, from the cache.
-		x.cacheStatus = "HIT"
-		c.serveCached(cl.hit)
+	if c.cacheServe() { // cache hook: lock waiters, revalidation, 304
 		return
 	}
 	_, timedOut := call.err.(*upstream.Error)

@@ -1,7 +1,9 @@
 package snapshot
 
 import (
+	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"edgeproxy/cachestore"
@@ -23,6 +25,83 @@ type CacheConf struct {
 	UseStale    UseStale
 	Ignore      cachestore.IgnoreSet
 	ConvertHead bool
+	// Revalidate is proxy_cache_revalidate: an expired entry with an ETag
+	// or Last-Modified is fetched with If-None-Match/If-Modified-Since,
+	// and a 304 refreshes it (REVALIDATED).
+	Revalidate bool
+	// BackgroundUpdate is proxy_cache_background_update: an expired entry
+	// that may be served stale (UseStale.Updating or stale-while-revalidate)
+	// is answered at once (STALE) while a background request refreshes it.
+	BackgroundUpdate bool
+	// Purge is the proxy_cache_purge extension; nil when off.
+	Purge *PurgeConf
+}
+
+// PurgeConf is `proxy_cache_purge on|METHOD [from all|ADDRESS|CIDR ...]`
+// (the syntax of the ngx_cache_purge module): a request with Method from
+// an allowed address removes the entry of its cache key, or every entry
+// whose key starts with it when the key ends in '*'.
+type PurgeConf struct {
+	Method []byte
+	From   []netip.Prefix // nil: any address ("from all" or no "from")
+}
+
+// Allows reports whether a client at addr (invalid for unix-socket
+// clients, which are allowed only with "from all") may purge.
+func (p *PurgeConf) Allows(addr netip.Addr) bool {
+	if p.From == nil {
+		return true
+	}
+	for _, pr := range p.From {
+		if addr.IsValid() && pr.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+func parsePurge(d *config.Directive) (*PurgeConf, error) {
+	a := d.Args
+	p := &PurgeConf{Method: []byte("PURGE")}
+	switch m := a[0]; {
+	case m == "off":
+		if len(a) > 1 {
+			return nil, errAt(d, "invalid number of arguments in \"%s\" directive", d.Name)
+		}
+		return nil, nil
+	case m == "on":
+	case m != "" && strings.Trim(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") == "":
+		p.Method = []byte(m)
+	default:
+		return nil, errAt(d, "invalid method %q in \"%s\" directive", m, d.Name)
+	}
+	if len(a) == 1 {
+		return p, nil
+	}
+	if a[1] != "from" || len(a) == 2 {
+		return nil, errAt(d, "invalid parameter %q in \"%s\" directive, expected \"from\" and addresses", a[1], d.Name)
+	}
+	for _, s := range a[2:] {
+		if s == "all" {
+			p.From = nil
+			return p, nil
+		}
+		var pr netip.Prefix
+		var err error
+		if strings.Contains(s, "/") {
+			pr, err = netip.ParsePrefix(s)
+			pr = pr.Masked()
+		} else {
+			var ip netip.Addr
+			ip, err = netip.ParseAddr(s)
+			pr = netip.PrefixFrom(ip, ip.BitLen())
+		}
+		if err != nil {
+			return nil, errAt(d, "invalid address %q in \"%s\" directive", s, d.Name)
+		}
+		p.From = append(p.From, pr)
+	}
+	return p, nil
 }
 
 // UseStale is the proxy_cache_use_stale set.
@@ -173,10 +252,12 @@ func (c *compiler) cacheDirective(d *config.Directive, cc *CacheConf, firsts map
 		}
 	case "proxy_cache_convert_head":
 		cc.ConvertHead = d.Args[0] == "on"
-	case "proxy_cache_revalidate", "proxy_cache_background_update":
-		if d.Args[0] == "on" {
-			return errAt(d, `"%s on" is not supported by edgeproxy yet`, d.Name)
-		}
+	case "proxy_cache_revalidate":
+		cc.Revalidate = d.Args[0] == "on"
+	case "proxy_cache_background_update":
+		cc.BackgroundUpdate = d.Args[0] == "on"
+	case "proxy_cache_purge":
+		cc.Purge, err = parsePurge(d)
 	default:
 		return errAt(d, "%q directive is not supported by edgeproxy", d.Name)
 	}
