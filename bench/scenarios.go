@@ -56,7 +56,7 @@ type scenario struct {
 	// the req/s ratio is what the feature costs (e.g. the access log).
 	offConf string
 	self    serverKind
-	script      string           // wrk Lua code put before doneLua (e.g. a request() that varies the path)
+	script  string // wrk Lua code put before doneLua (e.g. a request() that varies the path)
 }
 
 // templateData is what a scenario template can use.
