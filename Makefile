@@ -53,6 +53,11 @@ fuzz:
 	$(GO) test ./limiter -run '^$$' -fuzz '^FuzzReqZone$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pipeline -run '^$$' -fuzz '^FuzzConn$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tlsterm -run '^$$' -fuzz '^FuzzFormatDN$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pipeline -run '^$$' -fuzz '^FuzzAEQ$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pipeline -run '^$$' -fuzz '^FuzzCacheHeaderParsers$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./snapshot -run '^$$' -fuzz '^FuzzCPUAffinity$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./tuning -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./cmd/edgeproxy -run '^$$' -fuzz '^FuzzParseInherit$$' -fuzztime $(FUZZTIME)
 
 # soak runs the mixed-traffic soak test (faults, reloads, abandoned
 # clients) for SOAK (default 30m) against a normal (non-race) build.
