@@ -229,3 +229,61 @@ func TestFleetTicketKeys(t *testing.T) {
 		}
 	}
 }
+
+const fleetPurgeConf = `
+worker_processes 1;
+events { worker_connections 1024; }
+http {
+    proxy_cache_path {{.Tmp}}/cache keys_zone=fz:10m redis=REDIS;
+    server {
+        listen 127.0.0.1:{{.Port}};
+        location /api/ {
+            proxy_pass http://APP;
+            proxy_cache fz;
+            proxy_cache_valid 200 10m;
+            proxy_cache_key $uri;
+            add_header X-Proxy-Cache $upstream_cache_status;
+            proxy_cache_purge PURGE from 127.0.0.1;
+        }
+    }
+}
+`
+
+// A purge on one node removes the entry on every node sharing the Redis
+// (proxy_cache_path ... redis=): the next request on B and C is a MISS that
+// reaches the app again; a prefix purge travels too.
+func TestFleetPurge(t *testing.T) {
+	rd := startRedis(t, 0)
+	app := startCountingApp(t)
+	conf := strings.NewReplacer("REDIS", rd.addr, "APP", app.addr).Replace(fleetPurgeConf)
+	var nodes []*server
+	for i := 0; i < 3; i++ {
+		nodes = append(nodes, start(t, "edgeproxy", conf, t.TempDir()))
+	}
+	fill := func(path string) {
+		for i, n := range nodes {
+			for _, want := range []string{"MISS", "HIT"} {
+				if _, got, _ := requestFrom(t, n.Addr, "127.0.0.1", "GET", path); got != want {
+					t.Fatalf("node %d %s: %s, want %s", i, path, got, want)
+				}
+			}
+		}
+	}
+	fill("/api/one")
+	fill("/api/pre/a")
+	fill("/api/pre/b")
+	if st, _, _ := requestFrom(t, nodes[0].Addr, "127.0.0.1", "PURGE", "/api/one"); st != 200 {
+		t.Fatalf("PURGE on node A: %d", st)
+	}
+	if st, _, _ := requestFrom(t, nodes[1].Addr, "127.0.0.1", "PURGE", "/api/pre/*"); st != 200 {
+		t.Fatalf("prefix PURGE on node B: %d", st)
+	}
+	time.Sleep(300 * time.Millisecond) // pub/sub delivery
+	for i, n := range nodes {
+		for _, path := range []string{"/api/one", "/api/pre/a", "/api/pre/b"} {
+			if _, got, _ := requestFrom(t, n.Addr, "127.0.0.1", "GET", path); got != "MISS" {
+				t.Errorf("node %d %s after the fleet purge: %s, want MISS", i, path, got)
+			}
+		}
+	}
+}

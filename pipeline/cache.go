@@ -284,6 +284,11 @@ func (c *Conn) cachePurge(loc *snapshot.Location, p *snapshot.PurgeConf) {
 		n = 1
 		lockResults.Delete(cachestore.Hash(key))
 	}
+	if f := loc.Cache.Fleet; f != nil {
+		// The other nodes purge their copies too (whether or not this
+		// node had one): published off the loop.
+		f.Publish(key)
+	}
 	if n == 0 {
 		c.finalize(404)
 		return

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"edgeproxy/cachestore"
 	"edgeproxy/config"
+	"edgeproxy/fleet"
 )
 
 // CacheConf is a location's merged proxy_cache settings.
@@ -35,6 +37,9 @@ type CacheConf struct {
 	BackgroundUpdate bool
 	// Purge is the proxy_cache_purge extension; nil when off.
 	Purge *PurgeConf
+	// Fleet spreads purges of Zone to the other nodes (proxy_cache_path
+	// ... redis=ADDR, an edgeproxy extension); nil when the zone is local.
+	Fleet *fleet.Purger
 }
 
 // PurgeConf is `proxy_cache_purge on|METHOD [from all|ADDRESS|CIDR ...]`
@@ -121,7 +126,20 @@ func (c *compiler) cachePaths(ds []*config.Directive) error {
 		if d.Name != "proxy_cache_path" {
 			continue
 		}
-		spec, err := cachestore.ParsePath(d.Args)
+		args := make([]string, 0, len(d.Args))
+		redisAddr := ""
+		for _, a := range d.Args {
+			if v, ok := strings.CutPrefix(a, "redis="); ok {
+				// edgeproxy extension: purges reach every node.
+				if _, _, err := net.SplitHostPort(v); err != nil {
+					return errAt(d, "invalid redis address %q", a)
+				}
+				redisAddr = v
+				continue
+			}
+			args = append(args, a)
+		}
+		spec, err := cachestore.ParsePath(args)
 		if err != nil {
 			return errAt(d, "%s", err.Error())
 		}
@@ -133,6 +151,12 @@ func (c *compiler) cachePaths(ds []*config.Directive) error {
 			return errAt(d, "%s", err.Error())
 		}
 		c.zones[spec.Name] = z
+		if redisAddr != "" {
+			if c.purgers == nil {
+				c.purgers = map[string]*fleet.Purger{}
+			}
+			c.purgers[spec.Name] = shared.purger(z, redisAddr)
+		}
 		c.note(d, "proxy_cache_path: edgeproxy keeps the cache in memory (max_size bounds it); the disk path is not used")
 	}
 	return nil
@@ -155,6 +179,7 @@ func (c *compiler) cacheDirective(d *config.Directive, cc *CacheConf, firsts map
 			return errAt(d, "\"proxy_cache\" zone %q is unknown", d.Args[0])
 		}
 		cc.Zone = z
+		cc.Fleet = c.purgers[d.Args[0]]
 	case "proxy_cache_key":
 		t, e := c.tmpl(d, d.Args[0])
 		if e != nil {

@@ -13,6 +13,7 @@ import (
 
 	"edgeproxy/cachestore"
 	"edgeproxy/config"
+	"edgeproxy/fleet"
 	"edgeproxy/route"
 	"edgeproxy/static"
 )
@@ -42,6 +43,7 @@ type compiler struct {
 	formats      map[string]*LogFormat
 	mainErrorLog *ErrorLog
 	zones        map[string]*cachestore.Zone
+	purgers      map[string]*fleet.Purger // zones with redis= (fleet-wide purge)
 	maps         map[string]int
 	prefix       string
 	confDir      string

@@ -32,6 +32,32 @@ type registry struct {
 	groups map[string]*upstream.Group
 	fleets map[*limiter.ReqZone]*fleet.Limiter
 	tkeys  map[string]*fleet.TicketKeys
+	purges map[*cachestore.Zone]*fleet.Purger
+}
+
+// purger returns the fleet-wide purge of cache zone z through the Redis at
+// addr, started on first use and kept across reloads.
+func (r *registry) purger(z *cachestore.Zone, addr string) *fleet.Purger {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.purges == nil {
+		r.purges = map[*cachestore.Zone]*fleet.Purger{}
+	}
+	if p, ok := r.purges[z]; ok {
+		if p.Addr() == addr {
+			return p
+		}
+		p.Stop()
+	}
+	p := fleet.NewPurger(addr, z.Name(), func(key []byte) {
+		if n := len(key); n > 0 && key[n-1] == '*' {
+			z.PurgePrefix(key[:n-1])
+			return
+		}
+		z.Purge(key)
+	})
+	r.purges[z] = p
+	return p
 }
 
 // tickets returns the fleet's shared TLS ticket keys at the Redis addr,
