@@ -287,3 +287,64 @@ func TestFleetPurge(t *testing.T) {
 		}
 	}
 }
+
+const fleetConnConf = `
+worker_processes 1;
+events { worker_connections 1024; }
+http {
+    limit_conn_zone $binary_remote_addr zone=fc:1m redis=REDIS;
+    limit_conn_zone $binary_remote_addr zone=lc:1m;
+    server {
+        listen 127.0.0.1:{{.Port}};
+        location /fleet/ { limit_conn fc 2; proxy_pass http://APP/app/; proxy_read_timeout 10s; }
+        location /local/ { limit_conn lc 2; proxy_pass http://APP/app/; proxy_read_timeout 10s; }
+    }
+}
+`
+
+// limit_conn_zone ... redis= counts requests in progress across the fleet:
+// with two slow requests in progress on node A, a third on node B is
+// refused (503) under "limit_conn fc 2", and passes under a local zone;
+// once they end, node B admits again.
+func TestFleetConnLimit(t *testing.T) {
+	rd := startRedis(t, 0)
+	app := startBackend(t, "a") // /app/slow takes 1.5 s
+	conf := strings.NewReplacer("REDIS", rd.addr, "APP", app.addr).Replace(fleetConnConf)
+	a := start(t, "edgeproxy", conf, t.TempDir())
+	b := start(t, "edgeproxy", conf, t.TempDir())
+	client := &http.Client{Timeout: 10 * time.Second}
+	status := func(s *server, path string) int {
+		resp, err := client.Get("http://" + s.Addr + path)
+		if err != nil {
+			t.Errorf("GET %s: %v", path, err)
+			return 0
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		prefix string
+		want   int
+	}{{"/fleet/", 503}, {"/local/", 200}} {
+		var wg sync.WaitGroup
+		for i := 0; i < 2; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if st := status(a, tc.prefix+"slow"); st != 200 {
+					t.Errorf("%s slow request on A: %d", tc.prefix, st)
+				}
+			}()
+		}
+		time.Sleep(600 * time.Millisecond) // A's counts reach Redis and B
+		if st := status(b, tc.prefix+"x"); st != tc.want {
+			t.Errorf("%sx on B with 2 requests in progress on A: %d, want %d", tc.prefix, st, tc.want)
+		}
+		wg.Wait()
+		time.Sleep(300 * time.Millisecond)
+		if st := status(b, tc.prefix+"x"); st != 200 {
+			t.Errorf("%sx on B once A's requests ended: %d, want 200", tc.prefix, st)
+		}
+	}
+}

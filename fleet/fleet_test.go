@@ -83,3 +83,40 @@ func BenchmarkCheckReq(b *testing.B) {
 		})
 	}
 }
+
+// limit_conn with a fleet observer stays allocation-free for a known key.
+func TestConnAcquireWithFleetAllocs(t *testing.T) {
+	z := limiter.NewConnZone("cf", 1<<20)
+	l := NewConnLimiter(z, deadAddr(t), time.Hour)
+	defer l.Stop()
+	z.SetObserver(l)
+	key := []byte{10, 0, 0, 2}
+	ok, tok := z.Acquire(key, 10)
+	z.Release(tok)
+	if !ok {
+		t.Fatal("refused")
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		_, tok := z.Acquire(key, 10)
+		z.Release(tok)
+	}); n != 0 {
+		t.Fatalf("Acquire+Release with a fleet observer allocates %v times", n)
+	}
+}
+
+// The other nodes' counts make the zone refuse earlier.
+func TestConnRemoteCounts(t *testing.T) {
+	z := limiter.NewConnZone("cr", 1<<20)
+	key := []byte("k")
+	z.SetRemote(map[uint64]int32{z.Hash(key): 2})
+	if ok, _ := z.Acquire(key, 3); !ok {
+		t.Fatal("1 local + 2 remote of 3: refused")
+	}
+	if ok, _ := z.Acquire(key, 3); ok {
+		t.Fatal("2 local + 2 remote of 3: admitted")
+	}
+	z.SetRemote(nil)
+	if ok, _ := z.Acquire(key, 3); !ok {
+		t.Fatal("without remote counts: refused")
+	}
+}

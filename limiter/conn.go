@@ -42,7 +42,42 @@ type ConnZone struct {
 	hash   func([]byte) uint64
 
 	passed, rejected atomic.Uint64 // Acquire results, for metrics (see Stats)
+
+	// Fleet-wide limits (package fleet): obs learns of every acquire and
+	// release; remote holds the other nodes' counts by key hash, replaced
+	// whole by the sync goroutine.
+	obs    atomic.Pointer[connObserverBox]
+	remote atomic.Pointer[map[uint64]int32]
 }
+
+// ConnObserver learns of the requests a ConnZone counts, for fleet-wide
+// limits. Both methods are called on the request's goroutine after the
+// zone's lock is released, with key borrowed for the call; they must not
+// block. h is the key's hash, the same in both calls.
+type ConnObserver interface {
+	Acquired(key []byte, h uint64)
+	Released(h uint64)
+}
+
+type connObserverBox struct{ o ConnObserver }
+
+// SetObserver sets (or with nil clears) the zone's observer. Any goroutine.
+func (z *ConnZone) SetObserver(o ConnObserver) {
+	if o == nil {
+		z.obs.Store(nil)
+		return
+	}
+	z.obs.Store(&connObserverBox{o})
+}
+
+// SetRemote installs the other nodes' request counts by key hash (as
+// given to ConnObserver): Acquire refuses when the local count plus the
+// remote one reaches the limit. The map must not change afterwards. Any
+// goroutine.
+func (z *ConnZone) SetRemote(m map[uint64]int32) { z.remote.Store(&m) }
+
+// Hash is the key hash the zone uses (and gives to its observer).
+func (z *ConnZone) Hash(key []byte) uint64 { return z.hash(key) }
 
 // NewConnZone creates the zone of "limit_conn_zone KEY zone=name:size". See
 // Capacity for how many keys fit.
@@ -116,13 +151,21 @@ func (z *ConnZone) Acquire(key []byte, limit int) (ok bool, token ConnToken) {
 		return true, ConnToken{}
 	}
 	h := z.hash(key)
+	var others int64
+	if m := z.remote.Load(); m != nil {
+		others = int64((*m)[h])
+	}
+	if others >= int64(limit) {
+		z.rejected.Add(1)
+		return false, ConnToken{}
+	}
 	si := uint32(h >> z.shift)
 	s := &z.shards[si].connShard
 	s.mu.Lock()
 	off, pos, found := s.t.find(key, h)
 	if found {
 		meta := &s.t.arena[off+1]
-		if int64(uint32(*meta)) >= int64(limit) {
+		if int64(uint32(*meta))+others >= int64(limit) {
 			s.mu.Unlock()
 			z.rejected.Add(1)
 			return false, ConnToken{}
@@ -130,6 +173,9 @@ func (z *ConnZone) Acquire(key []byte, limit int) (ok bool, token ConnToken) {
 		*meta++
 		s.mu.Unlock()
 		z.passed.Add(1)
+		if b := z.obs.Load(); b != nil {
+			b.o.Acquired(key, h)
+		}
 		return true, ConnToken{z: z, shard: si, off: off, hash: h}
 	}
 	off, ok = s.t.alloc(s.t.nodeWords(len(key)))
@@ -144,6 +190,9 @@ func (z *ConnZone) Acquire(key []byte, limit int) (ok bool, token ConnToken) {
 	s.t.arena[off+1]++
 	s.mu.Unlock()
 	z.passed.Add(1)
+	if b := z.obs.Load(); b != nil {
+		b.o.Acquired(key, h)
+	}
 	return true, ConnToken{z: z, shard: si, off: off, hash: h}
 }
 
@@ -169,6 +218,9 @@ func (z *ConnZone) Release(token ConnToken) {
 		}
 	}
 	s.mu.Unlock()
+	if b := z.obs.Load(); b != nil {
+		b.o.Released(token.hash)
+	}
 }
 
 // Count returns the number of requests in progress for key.

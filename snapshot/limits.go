@@ -129,6 +129,27 @@ func (c *compiler) limitZones(ds []*config.Directive) error {
 			if err != nil {
 				return err
 			}
+			var redisAddr string
+			var interval time.Duration
+			for _, a := range d.Args[2:] {
+				switch {
+				case strings.HasPrefix(a, "redis="):
+					// edgeproxy extension: fleet-wide limits (package fleet).
+					redisAddr = a[6:]
+					if _, _, err := net.SplitHostPort(redisAddr); err != nil {
+						return errAt(d, "invalid redis address %q", a)
+					}
+				case strings.HasPrefix(a, "sync="):
+					if interval, err = config.ParseTime(a[5:]); err != nil || interval <= 0 {
+						return errAt(d, "invalid sync interval %q", a)
+					}
+				default:
+					return errAt(d, "invalid parameter %q", a)
+				}
+			}
+			if interval != 0 && redisAddr == "" {
+				return errAt(d, "\"sync=\" needs \"redis=\"")
+			}
 			key, err := c.tmpl(d, d.Args[0])
 			if err != nil {
 				return err
@@ -136,7 +157,11 @@ func (c *compiler) limitZones(ds []*config.Directive) error {
 			if _, dup := c.connZones[name]; dup {
 				return errAt(d, "duplicate zone %q", name)
 			}
-			c.connZones[name] = &ConnZone{Zone: shared.connZone(name, size), Key: key}
+			z := shared.connZone(name, size)
+			if redisAddr != "" {
+				shared.connFleet(z, redisAddr, interval)
+			}
+			c.connZones[name] = &ConnZone{Zone: z, Key: key}
 		}
 	}
 	return nil

@@ -33,6 +33,27 @@ type registry struct {
 	fleets map[*limiter.ReqZone]*fleet.Limiter
 	tkeys  map[string]*fleet.TicketKeys
 	purges map[*cachestore.Zone]*fleet.Purger
+	cfleet map[*limiter.ConnZone]*fleet.ConnLimiter
+}
+
+// connFleet returns the Redis sync of limit_conn zone z, started on first
+// use and kept across reloads.
+func (r *registry) connFleet(z *limiter.ConnZone, addr string, interval time.Duration) *fleet.ConnLimiter {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cfleet == nil {
+		r.cfleet = map[*limiter.ConnZone]*fleet.ConnLimiter{}
+	}
+	if f, ok := r.cfleet[z]; ok {
+		if f.Addr() == addr {
+			return f
+		}
+		f.Stop()
+	}
+	f := fleet.NewConnLimiter(z, addr, interval)
+	z.SetObserver(f)
+	r.cfleet[z] = f
+	return f
 }
 
 // purger returns the fleet-wide purge of cache zone z through the Redis at
