@@ -94,6 +94,15 @@ func (e *benchEnv) runScenario(sc scenario) (res scenarioResult) {
 		defer bp.stop(2 * time.Second)
 		data.BackendPort = bport
 	}
+	if sc.redis {
+		rp, rport, err := startRedis(tmp, e.o.nice)
+		if err != nil {
+			res.skipped = "redis: " + err.Error()
+			return res
+		}
+		defer rp.stop(2 * time.Second)
+		data.RedisPort = rport
+	}
 	conf, err := renderConf(sc.conf, data)
 	if err != nil {
 		res.skipped = "template: " + err.Error()

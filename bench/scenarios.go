@@ -56,6 +56,7 @@ type scenario struct {
 	// the req/s ratio is what the feature costs (e.g. the access log).
 	offConf string
 	self    serverKind
+	redis   bool   // start a loopback redis-server ({{.RedisPort}})
 	script  string // wrk Lua code put before doneLua (e.g. a request() that varies the path)
 }
 
@@ -65,6 +66,7 @@ type templateData struct {
 	Tmp         string // the prefix (-p) directory
 	DocRoot     string // Tmp/docroot
 	BackendPort int    // port of the loopback backend (backend scenarios)
+	RedisPort   int    // port of the loopback redis-server (redis scenarios)
 }
 
 // scenarios is the registry. To add a scenario, drop a template into
@@ -88,6 +90,10 @@ var scenarios = []scenario{
 		self: kindEdgeproxy, kind: loadWrk, path: "/"},
 	{name: "logcost-nginx", desc: "nginx with vs without the combined access log (A = log on, B = log off)", conf: "log.conf", offConf: "return200.conf",
 		self: kindNginx, kind: loadWrk, path: "/"},
+	// The fleet mode's cost (target < 10 % req/s): the same limited location
+	// with the zone synced through Redis (A) and local (B).
+	{name: "fleetcost", desc: "edgeproxy limit_req zone with vs without redis= (A = fleet-wide, B = local); 1 KiB file, rate never reached", conf: "limitfleet.conf", offConf: "limit.conf",
+		self: kindEdgeproxy, kind: loadWrk, path: "/open", files: map[string]int64{"1k.bin": 1 << 10}, redis: true},
 	{name: "idle10k", desc: "10,000 idle keep-alive connections (after one GET each)", conf: "idle10k.conf", kind: loadIdle, path: "/"},
 
 	// Proxy scenarios: a loopback Go backend, upstream keepalive on both sides.

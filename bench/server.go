@@ -254,3 +254,31 @@ func startGunicorn(tmp string, nice int) (*proc, int, error) {
 	}
 	return p, port, nil
 }
+
+// startRedis runs a throwaway redis-server on a free loopback port (the
+// fleet scenarios).
+func startRedis(tmp string, nice int) (*proc, int, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, 0, fmt.Errorf("redis-server not installed (make test installs it)")
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, 0, err
+	}
+	logf, err := os.Create(filepath.Join(tmp, "redis.out"))
+	if err != nil {
+		return nil, 0, err
+	}
+	defer logf.Close()
+	p, err := startProc("redis", []string{bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp},
+		tmp, logf, logf, syscall.SIGKILL, nice)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := waitPort(port, p, 10*time.Second); err != nil {
+		p.stop(time.Second)
+		return nil, 0, err
+	}
+	return p, port, nil
+}
