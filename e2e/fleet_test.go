@@ -65,6 +65,7 @@ http {
         # (return would answer before limit_req runs, as in nginx)
         location /fleet { limit_req zone=login burst=10 nodelay; }
         location /local { limit_req zone=local burst=10 nodelay; }
+        location = /metrics { metrics; }
     }
 }
 `
@@ -159,6 +160,11 @@ func TestFleetRateLimit(t *testing.T) {
 	if downOK < 3*(11+5*3)-10 {
 		t.Errorf("with Redis down each node should limit locally; accepted %d", downOK)
 	}
+	// The metrics endpoint says so.
+	if m := scrape(t, nodes[0]); !strings.Contains(m, `edgeproxy_fleet_redis_up{kind="limit_req",zone="login"} 0`) ||
+		strings.Contains(m, `edgeproxy_fleet_sync_failures_total{zone="login"} 0`) {
+		t.Errorf("metrics while Redis is down:\n%s", grepLines(m, "edgeproxy_fleet_"))
+	}
 
 	// Redis comes back on the same address: fleet-wide limiting resumes.
 	startRedis(t, port)
@@ -168,6 +174,30 @@ func TestFleetRateLimit(t *testing.T) {
 	if other4 != 0 || backOK > 3*11+5*3+6 {
 		t.Errorf("after Redis came back: accepted %d (other %d); want fleet-wide limiting again", backOK, other4)
 	}
+	if m := scrape(t, nodes[1]); !strings.Contains(m, `edgeproxy_fleet_redis_up{kind="limit_req",zone="login"} 1`) ||
+		strings.Contains(m, `edgeproxy_fleet_charged_requests_total{zone="login"} 0`) {
+		t.Errorf("metrics after Redis came back:\n%s", grepLines(m, "edgeproxy_fleet_"))
+	}
+}
+
+func scrape(t *testing.T, s *server) string {
+	resp, err := http.Get("http://" + s.Addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // The fleet mode never makes a request wait: with Redis unreachable from

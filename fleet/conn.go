@@ -62,6 +62,7 @@ func NewConnLimiter(zone *limiter.ConnZone, addr string, interval time.Duration)
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	register(nil, l)
 	go l.run()
 	return l
 }

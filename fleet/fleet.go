@@ -93,6 +93,7 @@ func New(zone *limiter.ReqZone, addr string, interval time.Duration) *Limiter {
 	for i := range l.shards {
 		l.shards[i].m = map[uint64]*entry{}
 	}
+	register(l, nil)
 	go l.run()
 	return l
 }

@@ -3,6 +3,7 @@ package metrics
 import (
 	"bytes"
 	"strconv"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -138,8 +139,37 @@ type Exposition struct {
 // NewExposition builds the registry for r.
 func NewExposition(r *Registry) *Exposition {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(r), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(NewCollector(r), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		extraCollector{})
 	return &Exposition{reg: reg}
+}
+
+var (
+	extraMu sync.Mutex
+	extra   []prometheus.Collector
+)
+
+// RegisterExtra adds a collector of another package (e.g. fleet) to every
+// exposition, present and future. Called at configuration time.
+func RegisterExtra(c prometheus.Collector) {
+	extraMu.Lock()
+	extra = append(extra, c)
+	extraMu.Unlock()
+}
+
+// extraCollector collects the RegisterExtra collectors at scrape time; it
+// describes nothing (an unchecked collector), since they may come later.
+type extraCollector struct{}
+
+func (extraCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (extraCollector) Collect(ch chan<- prometheus.Metric) {
+	extraMu.Lock()
+	cs := append([]prometheus.Collector(nil), extra...)
+	extraMu.Unlock()
+	for _, c := range cs {
+		c.Collect(ch)
+	}
 }
 
 var textFormat = expfmt.NewFormat(expfmt.TypeTextPlain)
