@@ -1,15 +1,20 @@
 package pipeline
 
 import (
+	"bufio"
 	"bytes"
 	"context"
-	"edgeproxy/cachestore"
 	"errors"
 	"io"
 	"strconv"
 	"strings"
 	"sync/atomic"
 
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+
+	"edgeproxy/cachestore"
 	"edgeproxy/http1"
 	"edgeproxy/proxy"
 	"edgeproxy/snapshot"
@@ -435,6 +440,29 @@ func (c *Conn) startRelay(job *proxy.Job) bool {
 	default:
 		c.closeNext = true // HTTP/1.0: the end of the body is the close
 	}
+	rl := &relay{job: job}
+	if hd.contentType != nil {
+		// Compressed as it streams (gzip, or brotli/zstd): the length
+		// is unknown then, as in nginx.
+		vary, gz := c.gzipCheck(job.Status, hd.contentType, hd.contentLength, bytes.Contains(h.Lines, []byte("Content-Encoding:")))
+		hd.vary = vary
+		if gz {
+			hd.gzip, hd.contentLength, hd.chunked = true, -1, minor >= 1
+			if !hd.chunked {
+				c.closeNext = true
+			}
+			rl.enc = x.enc
+			switch x.enc {
+			case encGzip:
+				rl.level = x.loc.Gzip.Level
+			case encBrotli:
+				rl.level = x.loc.Brotli.Level
+			case encZstd:
+				rl.level = x.loc.Zstd.Level
+			}
+		}
+	}
+	rl.chunked = hd.chunked
 	c.writeHead(&hd)
 	if hd.contentLength >= 0 {
 		x.bodySent = hd.contentLength
@@ -442,7 +470,7 @@ func (c *Conn) startRelay(job *proxy.Job) bool {
 	c.flush()
 	c.proxying = false
 	c.phase = phaseSending
-	c.t.SendStream(&relay{job: job, chunked: hd.chunked})
+	c.t.SendStream(rl)
 	return true
 }
 
@@ -451,6 +479,8 @@ func (c *Conn) startRelay(job *proxy.Job) bool {
 type relay struct {
 	job     *proxy.Job
 	chunked bool
+	enc     uint8 // encNone, or the coding the body is compressed with
+	level   int
 	hdr     [20]byte
 }
 
@@ -463,6 +493,9 @@ func (r *relay) Read([]byte) (int, error) { return 0, errRelayRead }
 // the transport closes the connection: a cut response must never look
 // whole (nginx closes too, and a chunked one lacks its last chunk).
 func (r *relay) WriteTo(w io.Writer) (int64, error) {
+	if r.enc != encNone {
+		return r.writeCompressed(w)
+	}
 	var total int64
 	job := r.job
 	if mem := job.RespBody.Mem(); len(mem) > 0 {
@@ -557,4 +590,113 @@ func (r *relay) chunkHeader(n int64) []byte {
 func (r *relay) Close() error {
 	proxy.ReleaseJob(r.job)
 	return nil
+}
+
+// compressor is a streaming encoder: gzip, brotli or zstd.
+type compressor interface {
+	io.WriteCloser
+	Flush() error
+}
+
+func newCompressor(enc uint8, level int, w io.Writer) compressor {
+	switch enc {
+	case encBrotli:
+		return brotli.NewWriterLevel(w, level)
+	case encZstd:
+		z, _ := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)), zstd.WithEncoderConcurrency(1))
+		return z
+	}
+	z, _ := gzip.NewWriterLevel(w, level)
+	return z
+}
+
+// writeCompressed sends the body compressed as it arrives: what the app
+// sends is flushed through the encoder piece by piece, so a stream
+// (server-sent events) stays a stream; chunked framing or the connection's
+// end delimits it.
+func (r *relay) writeCompressed(w io.Writer) (int64, error) {
+	job := r.job
+	fw := &frameWriter{w: w, chunked: r.chunked}
+	bw := bufio.NewWriterSize(fw, 32<<10)
+	z := newCompressor(r.enc, r.level, bw)
+	if mem := job.RespBody.Mem(); len(mem) > 0 {
+		if _, err := z.Write(mem); err != nil {
+			return fw.n, err
+		}
+	}
+	if f, n := job.RespBody.File(); n > 0 {
+		k, err := io.Copy(z, io.NewSectionReader(f, 0, n))
+		if err == nil && k < n {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return fw.n, err
+		}
+	}
+	if job.Streaming {
+		if stream := job.Response().BodyStream(); stream != nil {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := stream.Read(buf)
+				if n > 0 {
+					if _, werr := z.Write(buf[:n]); werr != nil {
+						return fw.n, werr
+					}
+					// Push what the app sent now (prompt flushes).
+					if werr := z.Flush(); werr != nil {
+						return fw.n, werr
+					}
+					if werr := bw.Flush(); werr != nil {
+						return fw.n, werr
+					}
+				}
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					return fw.n, err
+				}
+			}
+		}
+	}
+	if err := z.Close(); err != nil {
+		return fw.n, err
+	}
+	if err := bw.Flush(); err != nil {
+		return fw.n, err
+	}
+	if r.chunked {
+		if _, err := w.Write([]byte("0\r\n\r\n")); err != nil {
+			return fw.n, err
+		}
+	}
+	return fw.n, nil
+}
+
+// frameWriter writes each piece as one chunk (chunked) or as is, in one
+// write per piece.
+type frameWriter struct {
+	w       io.Writer
+	chunked bool
+	buf     []byte
+	n       int64
+}
+
+func (f *frameWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	out := p
+	if f.chunked {
+		f.buf = strconv.AppendInt(f.buf[:0], int64(len(p)), 16)
+		f.buf = append(f.buf, "\r\n"...)
+		f.buf = append(f.buf, p...)
+		f.buf = append(f.buf, "\r\n"...)
+		out = f.buf
+	}
+	if _, err := f.w.Write(out); err != nil {
+		return 0, err
+	}
+	f.n += int64(len(p))
+	return len(p), nil
 }
