@@ -46,6 +46,7 @@ http {
             limit_req zone=soak burst=5 nodelay;
             return 200 "limited ok";
         }
+        location = /metrics { metrics; }
     }
 }
 `
@@ -228,6 +229,7 @@ func TestSoak(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	baseFDs, baseThreads := procCount(pid, "fds"), procCount(pid, "Threads")
+	baseG := goroutines(t, edge)
 
 	var sent, okN, errN, abandoned atomic.Int64
 	var failMu sync.Mutex
@@ -283,9 +285,10 @@ func TestSoak(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	time.Sleep(2 * time.Second) // abandoned exchanges finish, keepalive settles
-	fds, threads := procCount(pid, "fds"), procCount(pid, "Threads")
-	t.Logf("%v: %d requests: %d ok, %d clear errors, %d abandoned on purpose, %d failures; fds %d→%d, threads %d→%d, max RSS %d MiB, app conns open %d",
-		d, sent.Load(), okN.Load(), errN.Load(), abandoned.Load(), len(failures), baseFDs, fds, baseThreads, threads, maxRSS>>10, app.conns.Load())
+	time.Sleep(11 * time.Second) // idle upstream workers retire after 10 s
+	fds, threads, gs := procCount(pid, "fds"), procCount(pid, "Threads"), goroutines(t, edge)
+	t.Logf("%v: %d requests: %d ok, %d clear errors, %d abandoned on purpose, %d failures; fds %d→%d, threads %d→%d, goroutines %d→%d, max RSS %d MiB, app conns open %d",
+		d, sent.Load(), okN.Load(), errN.Load(), abandoned.Load(), len(failures), baseFDs, fds, baseThreads, threads, baseG, gs, maxRSS>>10, app.conns.Load())
 	if len(failures) > 0 {
 		t.Errorf("requests without a complete answer or a clear error:\n%s", strings.Join(failures, "\n"))
 	}
@@ -300,6 +303,12 @@ func TestSoak(t *testing.T) {
 	if fds > baseFDs+20 {
 		t.Errorf("file descriptors grew from %d to %d", baseFDs, fds)
 	}
+	// Goroutines: the ones per idle keep-alive upstream connection aside
+	// (fasthttp keeps none), nothing may be left of the abandoned
+	// exchanges.
+	if gs > baseG+16 {
+		t.Errorf("goroutines grew from %d to %d", baseG, gs)
+	}
 	if threads > baseThreads+8 {
 		t.Errorf("threads grew from %d to %d", baseThreads, threads)
 	}
@@ -309,4 +318,22 @@ func TestSoak(t *testing.T) {
 	if maxRSS > 400<<10 {
 		t.Errorf("RSS reached %d MiB", maxRSS>>10)
 	}
+}
+
+// goroutines reads go_goroutines from the metrics endpoint.
+func goroutines(t *testing.T, s *server) int {
+	resp, err := http.Get("http://" + s.Addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "go_goroutines "); ok {
+			n, _ := strconv.ParseFloat(v, 64)
+			return int(n)
+		}
+	}
+	t.Fatal("no go_goroutines in the metrics")
+	return 0
 }
