@@ -267,8 +267,9 @@ func serve(snap *snapshot.Snapshot, tf *tuning.Flags, stderr io.Writer, reload r
 				// connection switches at its next request), and
 				// listeners it drops stop accepting and drain.
 				sdNotify("RELOADING=1")
+				prev := e.Source().Load()
 				next, err := reload()
-				if err == nil && switchesTLS(e.Source().Load(), next) {
+				if err == nil && switchesTLS(prev, next) {
 					err = fmt.Errorf("a listening socket cannot switch between plain and ssl on reload: restart edgeproxy (or upgrade it in place with USR2)")
 				}
 				var commitTLS func(time.Duration)
@@ -287,6 +288,9 @@ func serve(snap *snapshot.Snapshot, tf *tuning.Flags, stderr io.Writer, reload r
 					sdNotify("READY=1\nSTATUS=reload failed, serving the previous configuration")
 					fmt.Fprintf(stderr, "%s: [emerg] %v\n%s: [notice] reload failed, still serving the previous configuration\n", name, err, name)
 					continue
+				}
+				for _, w := range keptOptionChanges(prev, next) {
+					fmt.Fprintf(stderr, "%s: [warn] %s\n", name, w)
 				}
 				sdNotify("READY=1\nSTATUS=serving")
 				fmt.Fprintf(stderr, "%s: [notice] configuration reloaded\n", name)

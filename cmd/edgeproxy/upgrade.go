@@ -223,6 +223,23 @@ func switchesTLS(a, b *snapshot.Snapshot) bool {
 	return false
 }
 
+// keptOptionChanges lists the sockets that a reload keeps but whose listen
+// options (backlog, reuseport, ipv6only) changed: the running socket keeps
+// its old options, so the operator is told rather than left to guess.
+func keptOptionChanges(a, b *snapshot.Snapshot) []string {
+	var out []string
+	for _, l := range b.Listeners {
+		m := a.Listener(l.Network, l.Addr)
+		if m == nil {
+			continue
+		}
+		if m.Backlog != l.Backlog || m.ReusePort != l.ReusePort || m.IPv6Only != l.IPv6Only {
+			out = append(out, fmt.Sprintf("the listen options (backlog, reuseport, ipv6only) of %s changed in %s:%d: the running socket keeps its old ones until a restart or a binary upgrade", l.Addr, l.File, l.Line))
+		}
+	}
+	return out
+}
+
 // shutdownTimeout is worker_shutdown_timeout, 60 s when unset (nginx waits
 // without limit).
 func shutdownTimeout(s *snapshot.Snapshot) time.Duration {

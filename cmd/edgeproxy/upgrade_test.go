@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"edgeproxy/snapshot"
 )
 
 func TestParseInherit(t *testing.T) {
@@ -28,4 +30,16 @@ func FuzzParseInherit(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A reload that keeps a socket but changes its listen options says so.
+func TestKeptOptionChanges(t *testing.T) {
+	a := &snapshot.Snapshot{Listeners: []*snapshot.Listener{{Network: "tcp", Addr: "127.0.0.1:80", Backlog: 511}}}
+	b := &snapshot.Snapshot{Listeners: []*snapshot.Listener{{Network: "tcp", Addr: "127.0.0.1:80", Backlog: 1024, File: "x.conf", Line: 3}}}
+	if w := keptOptionChanges(a, b); len(w) != 1 || !strings.Contains(w[0], "127.0.0.1:80") || !strings.Contains(w[0], "x.conf:3") {
+		t.Fatalf("warnings %q", w)
+	}
+	if w := keptOptionChanges(a, a); len(w) != 0 {
+		t.Fatalf("no change, warnings %q", w)
+	}
 }
