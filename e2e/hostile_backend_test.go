@@ -10,7 +10,8 @@ import (
 )
 
 // startKeepaliveRawApp answers each request on a kept-alive connection with
-// reply(requestLine); an empty reply leaves the request unanswered.
+// reply(requestLine); an empty reply leaves the request unanswered, and a
+// reply ending in "\x00close" (not sent) closes the connection after it.
 func startKeepaliveRawApp(t *testing.T, reply func(requestLine string) string) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -36,10 +37,11 @@ func startKeepaliveRawApp(t *testing.T, reply func(requestLine string) string) s
 						time.Sleep(5 * time.Second)
 						return
 					}
+					out, closeAfter := strings.CutSuffix(out, "\x00close")
 					if _, err := c.Write([]byte(out)); err != nil {
 						return
 					}
-					if strings.HasSuffix(out, "\x00close") {
+					if closeAfter {
 						return
 					}
 				}

@@ -1,39 +1,14 @@
 package e2e
 
 import (
-	"bufio"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
 )
 
-// startRawApp answers every request on a connection with the bytes that
-// reply returns for its request line, then closes the connection.
+// startRawApp answers every request with the bytes that reply returns for
+// its request line, then closes the connection.
 func startRawApp(t *testing.T, reply func(requestLine string) string) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				_, _ = c.Write([]byte(reply(req.Method + " " + req.RequestURI)))
-			}()
-		}
-	}()
-	return l.Addr().String()
+	return startKeepaliveRawApp(t, func(line string) string { return reply(line) + "\x00close" })
 }
 
 const interimConf = `

@@ -284,7 +284,7 @@ func TestSoak(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	time.Sleep(2 * time.Second) // abandoned exchanges finish, keepalive settles
+	time.Sleep(2 * time.Second)  // abandoned exchanges finish, keepalive settles
 	time.Sleep(11 * time.Second) // idle upstream workers retire after 10 s
 	fds, threads, gs := procCount(pid, "fds"), procCount(pid, "Threads"), goroutines(t, edge)
 	t.Logf("%v: %d requests: %d ok, %d clear errors, %d abandoned on purpose, %d failures; fds %d→%d, threads %d→%d, goroutines %d→%d, max RSS %d MiB, app conns open %d",
