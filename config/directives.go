@@ -199,7 +199,7 @@ var directives = []Spec{
 	{"limit_conn_dry_run", Implemented, ctxHSL, Flag, true, noBody},
 	{"limit_conn_log_level", Implemented, ctxHSL, Take1, true, noBody},
 	{"limit_conn_status", Implemented, ctxHSL, Take1, true, noBody},
-	{"limit_conn_zone", Implemented, CtxHTTP, Take2 | Take3 | Take4, false, noBody}, // 3-4: edgeproxy's redis= and sync= (fleet)
+	{"limit_conn_zone", Implemented, CtxHTTP, Take2, false, noBody}, // + extensionArity
 	{"limit_except", NotImplemented, CtxLocation, OneMore | Block, true, CtxLimitExcept},
 	{"limit_rate", NotImplemented, ctxHSLIf, Take1, true, noBody},
 	{"limit_rate_after", NotImplemented, ctxHSLIf, Take1, true, noBody},
@@ -207,7 +207,7 @@ var directives = []Spec{
 	{"limit_req_dry_run", Implemented, ctxHSL, Flag, true, noBody},
 	{"limit_req_log_level", Implemented, ctxHSL, Take1, true, noBody},
 	{"limit_req_status", Implemented, ctxHSL, Take1, true, noBody},
-	{"limit_req_zone", Implemented, CtxHTTP, Take3 | Take4 | Take5, false, noBody}, // 4-5: edgeproxy's redis= and sync= (fleet)
+	{"limit_req_zone", Implemented, CtxHTTP, Take3, false, noBody}, // + extensionArity
 	{"lingering_close", Accepted, ctxHSL, Take1, true, noBody},
 	{"lingering_time", Accepted, ctxHSL, Take1, true, noBody},
 	{"lingering_timeout", Accepted, ctxHSL, Take1, true, noBody},

@@ -61,6 +61,15 @@ const (
 	Take1234 = Take1 | Take2 | Take3 | Take4
 )
 
+// extensionArity is the argument counts that edgeproxy's extension
+// parameters add to nginx directives (the table keeps nginx's own arity,
+// which TestTableMatchesNginx checks): limit_req_zone and limit_conn_zone
+// take redis= and sync= (package fleet).
+var extensionArity = map[string]Arity{
+	"limit_req_zone":  Take4 | Take5,
+	"limit_conn_zone": Take3 | Take4,
+}
+
 // maxArgs is NGX_CONF_MAX_ARGS: a TAKEn directive never takes more than 8
 // words including its name.
 const maxArgs = 8

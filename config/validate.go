@@ -80,7 +80,7 @@ func (v *validator) block(dirs []*Directive, ctx Context) *Error {
 		if isBlock && d.Block == nil {
 			return dirErr(d, `directive "`+name+`" has no opening "{"`)
 		}
-		if !spec.Arity.argsOK(len(d.Args)) {
+		if !spec.Arity.argsOK(len(d.Args)) && !extensionArity[name].argsOK(len(d.Args)) {
 			return dirErr(d, `invalid number of arguments in "`+name+`" directive`)
 		}
 
