@@ -104,7 +104,7 @@ var scenarios = []scenario{
 	{name: "gzip10k", desc: "10 KiB text through the proxy, gzip_comp_level 6 (client sends Accept-Encoding: gzip)", conf: "gzip.conf", kind: loadWrk, path: "/10k", backend: true, gzip: true},
 	{name: "proxy10k", desc: "proxy_pass to a Go backend, 10 KiB body, upstream keepalive", conf: "proxy.conf", kind: loadWrk, path: "/10k", backend: true},
 	{name: "slowloris", desc: "return200 measured while 10,000 connections trickle request heads (1 byte/s each)", conf: "attack.conf", kind: loadWrk, path: "/", attack: "slowloris", attackPath: "/"},
-	{name: "slowread", desc: "return200 measured while 2,000 connections read a 1 MiB file at 1 byte/s", conf: "attack.conf", kind: loadWrk, path: "/", attack: "slowread", attackPath: "/1m.bin",
+	{name: "slowread", desc: "return200 measured while 10,000 connections read a 1 MiB file at 1 byte/s", conf: "attack.conf", kind: loadWrk, path: "/", attack: "slowread", attackPath: "/1m.bin",
 		files: map[string]int64{"1m.bin": 1 << 20}},
 	{name: "proxygunicorn", desc: "proxy_pass to a Flask app under Gunicorn (2 sync workers), 100 B body", conf: "proxy.conf", kind: loadWrk, path: "/100b", backend: true, gunicorn: true, connections: 16},
 
