@@ -348,3 +348,44 @@ func TestGiantBodiesKeepRSSFlat(t *testing.T) {
 		t.Errorf("peak RSS grew by %d MiB moving 1 GiB bodies; want bounded (< 64 MiB)", (peak-base)>>10)
 	}
 }
+
+// With proxy_request_buffering off, once the whole body has been sent the
+// wait for the app's answer is bounded by proxy_read_timeout, not by
+// client_body_timeout (the app here answers after 1.5 s; the body timeout
+// is 1 s).
+func TestStreamedBodyThenSlowApp(t *testing.T) {
+	app := startBackend(t, "a")
+	conf := strings.ReplaceAll(`
+worker_processes 1;
+events { worker_connections 1024; }
+http {
+    server {
+        listen 127.0.0.1:{{.Port}};
+        location /s/ {
+            proxy_pass http://APP/app/;
+            proxy_http_version 1.1;
+            proxy_request_buffering off;
+            client_body_timeout 1s;
+            proxy_read_timeout 10s;
+        }
+    }
+}
+`, "APP", app.addr)
+	ngx, edge := pair(t, conf, t.TempDir())
+	for _, s := range []*server{ngx, edge} {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		// The body comes in two parts, so client_body_timeout is armed.
+		io.WriteString(c, "POST /s/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhel")
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(c, "lo")
+		r := readReply(c, bufio.NewReader(c), false)
+		c.Close()
+		if r.Status != 200 || !strings.Contains(string(r.Body), `body="hello"`) {
+			t.Errorf("%s: %d %q %v", s.Name, r.Status, r.Body, r.Err)
+		}
+	}
+}

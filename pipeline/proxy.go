@@ -147,6 +147,11 @@ func (c *Conn) endBody() {
 		call.job.ReqBody.CloseWrite(nil)
 		call.bodyStreaming = false
 		c.collecting = false
+		if c.phase == phaseUpstream {
+			// From now on the upstream timeouts bound the exchange, not
+			// client_body_timeout.
+			c.deadline.Store(0)
+		}
 		return
 	}
 	c.dispatch()
