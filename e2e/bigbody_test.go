@@ -389,3 +389,50 @@ http {
 		}
 	}
 }
+
+// X-Accel-Limit-Rate from the app paces the response (nginx's limit_rate
+// for that request, which lets the first second's worth go at once): 600 KB
+// at 200 KB/s takes about two seconds, in nginx and edgeproxy alike, and
+// the header is not passed on.
+func TestAccelLimitRateDifferential(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Repeat("r", 600_000)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Accel-Limit-Rate", "200000")
+		w.Header().Set("Content-Type", "application/octet-stream")
+		io.WriteString(w, body)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	conf := strings.ReplaceAll(`
+worker_processes 1;
+events { worker_connections 1024; }
+http {
+    server {
+        listen 127.0.0.1:{{.Port}};
+        location / { proxy_pass http://APP; }
+    }
+}
+`, "APP", l.Addr().String())
+	ngx, edge := pair(t, conf, t.TempDir())
+	for _, s := range []*server{ngx, edge} {
+		start := time.Now()
+		resp, err := http.Get("http://" + s.Addr + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		took := time.Since(start)
+		t.Logf("%s: %d bytes in %v", s.Name, len(b), took)
+		if string(b) != body || resp.Header.Get("X-Accel-Limit-Rate") != "" {
+			t.Errorf("%s: %d bytes, X-Accel-Limit-Rate %q", s.Name, len(b), resp.Header.Get("X-Accel-Limit-Rate"))
+		}
+		if took < 1500*time.Millisecond || took > 5*time.Second {
+			t.Errorf("%s: 600 KB at 200 KB/s took %v", s.Name, took)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/gzip"
@@ -298,11 +299,12 @@ func (c *Conn) finishProxy() {
 		return
 	}
 	h := &job.Head
-	if (job.Streaming || job.RespBody.Spilled()) && len(h.AccelRedirect) == 0 {
+	rate := accelLimitRate(h.AccelLimitRate, loc)
+	if (job.Streaming || job.RespBody.Spilled() || rate > 0) && len(h.AccelRedirect) == 0 {
 		// Unbuffered (proxy_buffering off, X-Accel-Buffering: no), or
 		// larger than the memory buffers: a relay sends it with
 		// back-pressure and owns the job from now on.
-		if c.startRelay(job) {
+		if c.startRelay(job, rate) {
 			keep = true
 			call.job = nil
 			return
@@ -425,7 +427,7 @@ func (c *Conn) logUpstreamError(err error, status int, job *proxy.Job) {
 // the upstream stream, chunk by chunk as the app sends it (server-sent
 // events, streaming responses). It returns false when there is no body to
 // send (HEAD, 204, 304, 1xx).
-func (c *Conn) startRelay(job *proxy.Job) bool {
+func (c *Conn) startRelay(job *proxy.Job, rate int64) bool {
 	x := &c.w.x
 	h := &job.Head
 	if x.head || job.Status == 204 || job.Status == 304 || job.Status < 200 {
@@ -445,7 +447,7 @@ func (c *Conn) startRelay(job *proxy.Job) bool {
 	default:
 		c.closeNext = true // HTTP/1.0: the end of the body is the close
 	}
-	rl := &relay{job: job}
+	rl := &relay{job: job, rate: rate}
 	if hd.contentType != nil {
 		// Compressed as it streams (gzip, or brotli/zstd): the length
 		// is unknown then, as in nginx.
@@ -486,7 +488,55 @@ type relay struct {
 	chunked bool
 	enc     uint8 // encNone, or the coding the body is compressed with
 	level   int
+	rate    int64 // X-Accel-Limit-Rate: bytes per second, 0 = unlimited
 	hdr     [20]byte
+}
+
+// accelLimitRate is the app's X-Accel-Limit-Rate in bytes per second (0:
+// none, invalid, or ignored by proxy_ignore_headers), as
+// ngx_http_upstream_process_limit_rate reads it.
+func accelLimitRate(v []byte, loc *snapshot.Location) int64 {
+	if len(v) == 0 || loc.Cache.Ignore&cachestore.IgnoreXAccelLimitRate != 0 {
+		return 0
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return n
+}
+
+// rateWriter paces writes to rate bytes per second (nginx's limit_rate:
+// no more than rate × (seconds elapsed + 1) sent at any time), writing
+// at most a tenth of a second's worth at a time so the pace is smooth.
+type rateWriter struct {
+	w     io.Writer
+	rate  int64
+	start time.Time
+	sent  int64
+}
+
+func (r *rateWriter) Write(p []byte) (int, error) {
+	if r.start.IsZero() {
+		r.start = time.Now()
+	}
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), int(max(r.rate/10, 1)))
+		m, err := r.w.Write(p[:k])
+		n += m
+		r.sent += int64(m)
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+		// nginx's write filter allows rate × (elapsed seconds + 1): the
+		// first second's worth goes out at once.
+		if ahead := time.Duration((r.sent-r.rate)*int64(time.Second)/r.rate) - time.Since(r.start); ahead > 0 {
+			time.Sleep(ahead)
+		}
+	}
+	return n, nil
 }
 
 var errRelayRead = errors.New("relay: use WriteTo")
@@ -498,6 +548,11 @@ func (r *relay) Read([]byte) (int, error) { return 0, errRelayRead }
 // the transport closes the connection: a cut response must never look
 // whole (nginx closes too, and a chunked one lacks its last chunk).
 func (r *relay) WriteTo(w io.Writer) (int64, error) {
+	if r.rate > 0 {
+		// A plain writer: paced, and without sendfile (nginx's
+		// limit_rate also caps each sendfile call).
+		w = &rateWriter{w: struct{ io.Writer }{w}, rate: r.rate}
+	}
 	if r.enc != encNone {
 		return r.writeCompressed(w)
 	}
