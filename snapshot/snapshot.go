@@ -198,21 +198,6 @@ func (s *Snapshot) Listener(network, addr string) *Listener {
 	return nil
 }
 
-// SameListeners reports whether two snapshots listen on the same sockets
-// (a reload that changes them needs a restart in this version).
-func SameListeners(a, b *Snapshot) bool {
-	if len(a.Listeners) != len(b.Listeners) {
-		return false
-	}
-	for _, l := range a.Listeners {
-		m := b.Listener(l.Network, l.Addr)
-		if m == nil || m.SSL != l.SSL || m.ReusePort != l.ReusePort {
-			return false
-		}
-	}
-	return true
-}
-
 // AnyStatic reports whether gzip_static, brotli_static or zstd_static is on.
 func (l *Location) AnyStatic() bool {
 	return l.Gzip.Static != GzipStaticOff || l.Brotli.Static != GzipStaticOff || l.Zstd.Static != GzipStaticOff
