@@ -50,8 +50,11 @@ func aeQ(ae []byte, name string) int {
 	return -1
 }
 
-// qValue parses the "q=" parameter: 1000 when absent or malformed
-// (lenient, like nginx), else 0..1000.
+// qValue is the q-value of an Accept-Encoding item in thousandths: 1000
+// when there is no "q=" parameter, else nginx's ngx_http_gzip_quantity: "0"
+// or "1", optionally "." and at most three digits, at most 1; anything
+// else (q=, q=1.5, q=0x, q=0.0001) is 0, i.e. refused (checked against
+// nginx in e2e.TestAcceptEncodingQDifferential).
 func qValue(params []byte) int {
 	for len(params) > 0 {
 		var p []byte
@@ -64,29 +67,34 @@ func qValue(params []byte) int {
 		if len(p) < 2 || (p[0] != 'q' && p[0] != 'Q') || p[1] != '=' {
 			continue
 		}
-		v := p[2:]
-		if len(v) == 0 {
-			return 1000
-		}
-		if v[0] == '1' {
-			return 1000
-		}
-		if v[0] != '0' {
-			return 1000
-		}
-		q, mul := 0, 100
-		if len(v) > 1 && v[1] == '.' {
-			for _, ch := range v[2:] {
-				if ch < '0' || ch > '9' || mul == 0 {
-					break
-				}
-				q += int(ch-'0') * mul
-				mul /= 10
-			}
-		}
-		return q
+		return quantity(p[2:])
 	}
 	return 1000
+}
+
+func quantity(v []byte) int {
+	if len(v) == 0 || (v[0] != '0' && v[0] != '1') {
+		return 0
+	}
+	q := int(v[0]-'0') * 1000
+	if len(v) == 1 {
+		return q
+	}
+	if v[1] != '.' || len(v) > 5 {
+		return 0
+	}
+	mul := 100
+	for _, ch := range v[2:] {
+		if ch < '0' || ch > '9' {
+			return 0
+		}
+		q += int(ch-'0') * mul
+		mul /= 10
+	}
+	if q > 1000 {
+		return 0
+	}
+	return q
 }
 
 // chooseEncoding picks the coding for a response eligible for gzip (gz),

@@ -17,7 +17,12 @@ func TestAEQ(t *testing.T) {
 		{"gzip, BR;q=0.5", "br", 500},
 		{"br;q=0", "br", 0},
 		{"br;q=0.001", "br", 1},
-		{"br;q=0.1234", "br", 123},
+		// nginx's rule (ngx_http_gzip_quantity): malformed means refused.
+		{"br;q=0.1234", "br", 0},
+		{"br;q=1.5", "br", 0},
+		{"br;q=0x", "br", 0},
+		{"br;q=", "br", 0},
+		{"br;q=1.", "br", 1000},
 		{"br ; q=1.0", "br", 1000},
 		{"gzip", "br", -1},
 		{"*", "zstd", -1},

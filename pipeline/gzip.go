@@ -98,55 +98,8 @@ func (c *Conn) gzipReqOK(g *snapshot.Gzip) bool {
 }
 
 // acceptsGzip parses Accept-Encoding like ngx_http_gzip_accept_encoding:
-// a "gzip" token whose q-value is not zero.
-func acceptsGzip(ae []byte) bool {
-	for len(ae) > 0 {
-		var item []byte
-		if i := bytes.IndexByte(ae, ','); i >= 0 {
-			item, ae = ae[:i], ae[i+1:]
-		} else {
-			item, ae = ae, nil
-		}
-		item = bytes.TrimSpace(item)
-		name := item
-		var params []byte
-		if i := bytes.IndexByte(item, ';'); i >= 0 {
-			name, params = bytes.TrimSpace(item[:i]), item[i+1:]
-		}
-		if !bytes.EqualFold(name, []byte("gzip")) {
-			continue
-		}
-		return !qZero(params)
-	}
-	return false
-}
-
-// qZero reports whether parameters say q=0 (q=0, q=0.0, q=0.000).
-func qZero(params []byte) bool {
-	for len(params) > 0 {
-		var p []byte
-		if i := bytes.IndexByte(params, ';'); i >= 0 {
-			p, params = params[:i], params[i+1:]
-		} else {
-			p, params = params, nil
-		}
-		p = bytes.TrimSpace(p)
-		if len(p) < 2 || (p[0] != 'q' && p[0] != 'Q') || p[1] != '=' {
-			continue
-		}
-		v := p[2:]
-		if len(v) == 0 || v[0] != '0' {
-			return false
-		}
-		for _, ch := range v[1:] {
-			if ch != '.' && ch != '0' {
-				return false
-			}
-		}
-		return true
-	}
-	return false
-}
+// a "gzip" token whose q-value is not zero (qValue).
+func acceptsGzip(ae []byte) bool { return aeQ(ae, "gzip") > 0 }
 
 // isMSIE6 is gzip_disable msie6: "MSIE [4-6]\." without "SV1" (nginx's
 // special-cased check).
